@@ -1,0 +1,156 @@
+"""Inventory's reactions: reserve on OrderPlaced, release on ReleaseStock, ship on dispatch."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from inventory.adapters.tables import CatalogItem, Reservation, ReservationRequest, StockLevel
+from inventory.domain.allocation import Line, allocate
+from kit.envelope import Envelope
+from kit.unit_of_work import UnitOfWork
+
+
+def _lock_stock(uow: UnitOfWork, skus: Iterable[str]) -> list[StockLevel]:
+    # Locked in SKU order, so two batches touching the same SKUs never deadlock (PostgreSQL).
+    query = (
+        select(StockLevel)
+        .where(StockLevel.sku.in_(sorted(set(skus))))
+        .order_by(StockLevel.sku, StockLevel.warehouse)
+        .with_for_update()
+    )
+    return list(uow.session.scalars(query))
+
+
+def reserve_stock_on_order_placed(envelope: Envelope, uow: UnitOfWork) -> None:
+    order_id = envelope.payload["order_id"]
+    if uow.session.get(ReservationRequest, order_id) is not None:
+        return  # answered before, under another event id (e.g. a re-published OrderPlaced)
+    lines = [Line(line["sku"], line["quantity"]) for line in envelope.payload["lines"]]
+    levels = _lock_stock(uow, (line.sku for line in lines))
+    available: dict[str, dict[str, int]] = {}
+    for level in levels:
+        available.setdefault(level.sku, {})[level.warehouse] = level.available
+    allocations, shortages = allocate(lines, available)
+    now = datetime.now(UTC)
+    if shortages:
+        uow.session.add(ReservationRequest(order_id=order_id, outcome="failed", decided_at=now))
+        uow.emit(
+            envelope.caused(
+                "StockReservationFailed",
+                {
+                    "order_id": order_id,
+                    "reason": "out_of_stock",
+                    "shortages": [
+                        {"sku": s.sku, "requested": s.requested, "available": s.available}
+                        for s in shortages
+                    ],
+                },
+                producer=uow.service_name,
+            )
+        )
+        return
+    by_key = {(level.sku, level.warehouse): level for level in levels}
+    for allocation in allocations:
+        by_key[(allocation.sku, allocation.warehouse)].reserved += allocation.quantity
+        uow.session.add(
+            Reservation(
+                order_id=order_id,
+                sku=allocation.sku,
+                warehouse=allocation.warehouse,
+                quantity=allocation.quantity,
+                status="reserved",
+                updated_at=now,
+            )
+        )
+    uow.session.add(ReservationRequest(order_id=order_id, outcome="reserved", decided_at=now))
+    uow.emit(
+        envelope.caused(
+            "StockReserved",
+            {
+                "order_id": order_id,
+                "reservation_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"reservation:{order_id}")),
+                "lines": [
+                    {"sku": a.sku, "quantity": a.quantity, "warehouse": a.warehouse}
+                    for a in allocations
+                ],
+            },
+            producer=uow.service_name,
+        )
+    )
+    _detect_low_stock(envelope, uow, levels, {a.sku for a in allocations})
+
+
+def _detect_low_stock(
+    envelope: Envelope, uow: UnitOfWork, levels: list[StockLevel], skus: set[str]
+) -> None:
+    """Emits LowStockDetected when a reservation takes a SKU's availability under its threshold."""
+    for sku in skus:
+        item = uow.session.get(CatalogItem, sku)
+        sku_levels = [level for level in levels if level.sku == sku]
+        available = sum(level.available for level in sku_levels)
+        if item is None or available >= item.low_stock_threshold:
+            continue
+        reserved_now = sum(a["quantity"] for a in envelope.payload["lines"] if a["sku"] == sku)
+        if available + reserved_now >= item.low_stock_threshold:  # this order crossed it
+            warehouse = min(sku_levels, key=lambda level: level.available).warehouse
+            uow.emit(
+                envelope.caused(
+                    "LowStockDetected",
+                    {
+                        "sku": sku,
+                        "warehouse": warehouse,
+                        "available": available,
+                        "threshold": item.low_stock_threshold,
+                    },
+                    key=sku,
+                    producer=uow.service_name,
+                )
+            )
+
+
+def release_stock(envelope: Envelope, uow: UnitOfWork) -> None:
+    order_id = envelope.payload["order_id"]
+    released = _settle(uow, order_id, "released")
+    if released is None:
+        return  # nothing reserved any more: released before, or never reserved
+    uow.emit(
+        envelope.caused(
+            "StockReleased",
+            {"order_id": order_id, "lines": released},
+            producer=uow.service_name,
+        )
+    )
+
+
+def ship_reserved_stock(envelope: Envelope, uow: UnitOfWork) -> None:
+    """The goods left the warehouse: the reservation becomes a decrease of stock on hand."""
+    _settle(uow, envelope.payload["order_id"], "shipped")
+
+
+def _settle(uow: UnitOfWork, order_id: str, outcome: str) -> list[dict[str, object]] | None:
+    reservations = list(
+        uow.session.scalars(
+            select(Reservation)
+            .where(Reservation.order_id == order_id, Reservation.status == "reserved")
+            .order_by(Reservation.sku, Reservation.warehouse)
+        )
+    )
+    if not reservations:
+        return None
+    levels = {
+        (level.sku, level.warehouse): level
+        for level in _lock_stock(uow, (r.sku for r in reservations))
+    }
+    now = datetime.now(UTC)
+    for reservation in reservations:
+        level = levels[(reservation.sku, reservation.warehouse)]
+        level.reserved -= reservation.quantity
+        if outcome == "shipped":
+            level.on_hand -= reservation.quantity
+        reservation.status = outcome
+        reservation.updated_at = now
+    return [{"sku": r.sku, "quantity": r.quantity, "warehouse": r.warehouse} for r in reservations]

@@ -1,0 +1,47 @@
+"""Prometheus metrics of the plumbing; services add their own business metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+messages_consumed = Counter(
+    "pipeline_messages_consumed_total",
+    "Messages read from Kafka, by outcome: handled, duplicate, skipped or dead_lettered",
+    ["topic", "event_type", "outcome"],
+)
+handler_retries = Counter(
+    "pipeline_handler_retries_total",
+    "Handler attempts that raised and were retried",
+    ["event_type"],
+)
+batch_seconds = Histogram(
+    "pipeline_consumer_batch_seconds",
+    "Time to handle one consumed batch in one database transaction",
+    buckets=LATENCY_BUCKETS,
+)
+batch_size = Histogram(
+    "pipeline_consumer_batch_size",
+    "Messages per consumed batch",
+    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000),
+)
+consumer_lag = Gauge(
+    "pipeline_consumer_lag",
+    "Messages behind the partition's high watermark after the last commit",
+    ["topic", "partition"],
+)
+messages_published = Counter(
+    "pipeline_messages_published_total",
+    "Messages the outbox relay published, by topic and event type",
+    ["topic", "event_type"],
+)
+relay_publish_seconds = Histogram(
+    "pipeline_relay_publish_seconds",
+    "Time from sending an outbox batch to every broker acknowledgement",
+    buckets=LATENCY_BUCKETS,
+)
+outbox_backlog = Gauge("pipeline_outbox_backlog", "Outbox rows read but not yet published")
+relay_failures = Counter(
+    "pipeline_relay_failures_total", "Outbox batches that failed to publish and will be retried"
+)

@@ -1,0 +1,199 @@
+"""Wiring shared by every service: one place builds the engine, codec, relay and consumer.
+
+A service describes itself with a `ServiceDefinition`; `create_app` turns it into a FastAPI
+app whose lifespan runs the outbox relay, the batch consumer and any periodic jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import APIRouter, FastAPI
+from prometheus_client import make_asgi_app
+from sqlalchemy import MetaData, Table
+from sqlalchemy.orm import Session, sessionmaker
+
+from kit.avro_codec import SchemaStore
+from kit.consumer import BatchProcessor, KafkaBatchConsumer, Subscription
+from kit.database import create_database_engine
+from kit.logs import configure_logging, uvicorn_log_config
+from kit.outbox_relay import OutboxRelay, RelayWakeup, create_producer
+from kit.problems import install_problem_handlers
+from kit.settings import ServiceSettings
+from kit.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    """Work driven by time rather than by a message (carrier updates, deadlines)."""
+
+    name: str
+    interval_s: float
+    run: Callable[[UnitOfWork], object]
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    name: str
+    metadata: MetaData
+    routes: Mapping[str, str]
+    subscription: Subscription | None = None
+    routers: Sequence[APIRouter] = ()
+    periodic_jobs: Sequence[PeriodicJob] = ()
+    on_startup: Callable[[Runtime], None] | None = None
+    title: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Runtime:
+    """Everything a running service shares: settings, database, schemas, relay wake-up."""
+
+    def __init__(self, settings: ServiceSettings, definition: ServiceDefinition) -> None:
+        self.settings = settings
+        self.definition = definition
+        self.engine = create_database_engine(settings.resolved_database_url())
+        self.session_factory: sessionmaker[Session] = sessionmaker(
+            self.engine, expire_on_commit=False
+        )
+        self.schemas = SchemaStore.load(settings.schemas_dir)
+        self.wakeup = RelayWakeup()
+        self.outbox: Table = definition.metadata.tables["outbox"]
+        self.inbox: Table = definition.metadata.tables["inbox"]
+
+    def create_tables(self) -> None:
+        self.definition.metadata.create_all(self.engine)
+
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(
+            self.session_factory,
+            self.schemas,
+            self.definition.routes,
+            self.outbox,
+            self.inbox,
+            self.definition.name,
+            on_outbox_commit=self.wakeup.notify,
+        )
+
+    def batch_processor(self) -> BatchProcessor:
+        if self.definition.subscription is None:
+            raise RuntimeError(f"{self.definition.name} consumes nothing")
+        return BatchProcessor(
+            self.definition.subscription,
+            self.schemas,
+            self.unit_of_work,
+            group_id=self.definition.name,
+            max_attempts=self.settings.handler_max_attempts,
+        )
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    definition, settings = runtime.definition, runtime.settings
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        runtime.wakeup.bind(asyncio.get_running_loop())
+        await asyncio.to_thread(runtime.create_tables)
+        if definition.on_startup:
+            await asyncio.to_thread(definition.on_startup, runtime)
+        producer = create_producer(
+            settings.kafka_bootstrap_servers, settings.producer_linger_ms, definition.name
+        )
+        relay = OutboxRelay(
+            engine=runtime.engine,
+            outbox=runtime.outbox,
+            producer=producer,
+            wakeup=runtime.wakeup,
+            max_batch=settings.relay_max_batch,
+            poll_interval_s=settings.relay_poll_interval_s,
+        )
+        tasks = [_supervised(relay.run(), "outbox relay")]
+        if definition.subscription is not None:
+            consumer = KafkaBatchConsumer(
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                group_id=definition.name,
+                subscription=definition.subscription,
+                processor=runtime.batch_processor(),
+                max_batch=settings.consumer_max_batch,
+                poll_timeout_ms=settings.consumer_poll_timeout_ms,
+            )
+            tasks.append(_supervised(consumer.run(), "consumer"))
+        tasks += [
+            _supervised(_every(job, runtime), f"job {job.name}") for job in definition.periodic_jobs
+        ]
+        log.info("%s started", definition.name)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # Drain what the last handled batches emitted before the producer goes away.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(relay.publish_pending(), timeout=5)
+            await producer.stop()
+            runtime.engine.dispose()
+            log.info("%s stopped", definition.name)
+
+    app = FastAPI(title=definition.title or definition.name, lifespan=lifespan)
+    install_problem_handlers(app)
+    app.mount("/metrics", make_asgi_app())
+
+    @app.get("/health", tags=["operations"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "service": definition.name}
+
+    for router in definition.routers:
+        app.include_router(router)
+    app.state.runtime = runtime
+    return app
+
+
+def _supervised(coroutine: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
+    """A background task that dies takes the process down, so a supervisor can restart it."""
+
+    def _done(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.critical("%s crashed; stopping the service", what, exc_info=task.exception())
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    task = asyncio.create_task(coroutine, name=what)
+    task.add_done_callback(_done)
+    return task
+
+
+async def _every(job: PeriodicJob, runtime: Runtime) -> None:
+    def tick() -> None:
+        with runtime.unit_of_work() as uow:
+            job.run(uow)
+            uow.commit()
+
+    while True:
+        try:
+            await asyncio.to_thread(tick)
+        except Exception:
+            log.exception("periodic job %s failed; retrying next interval", job.name)
+        await asyncio.sleep(job.interval_s)
+
+
+def serve(settings: ServiceSettings, definition: ServiceDefinition) -> None:
+    """The entry point of every service process."""
+    configure_logging(definition.name, settings.log_level)
+    app = create_app(Runtime(settings, definition))
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=uvicorn_log_config(),
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )

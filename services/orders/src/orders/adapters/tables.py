@@ -1,0 +1,84 @@
+"""The orders database: orders, lines, timeline, the catalog copy, plus outbox and inbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from kit.database import TYPE_ANNOTATIONS, BigId, kit_tables
+
+
+class OrdersBase(DeclarativeBase):
+    type_annotation_map = TYPE_ANNOTATIONS
+
+
+outbox, inbox = kit_tables(OrdersBase.metadata)
+
+
+class CatalogItem(OrdersBase):
+    """The local copy of inventory's catalog, kept from CatalogItemUpdated events."""
+
+    __tablename__ = "catalog_items"
+    sku: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    unit_price: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    active: Mapped[bool]
+    updated_at: Mapped[datetime]
+
+
+class Order(OrdersBase):
+    __tablename__ = "orders"
+    order_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(100), index=True)
+    customer_email: Mapped[str] = mapped_column(String(254))
+    customer_name: Mapped[str] = mapped_column(String(200))
+    shipping_address: Mapped[dict[str, Any]] = mapped_column(JSON)
+    currency: Mapped[str] = mapped_column(String(3))
+    subtotal: Mapped[int]
+    shipping: Mapped[int]
+    total: Mapped[int]
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    cancel_reason: Mapped[str | None] = mapped_column(String(50))
+    payment_id: Mapped[str | None] = mapped_column(String(64))
+    shipment_id: Mapped[str | None] = mapped_column(String(64))
+    carrier: Mapped[str | None] = mapped_column(String(50))
+    tracking_number: Mapped[str | None] = mapped_column(String(100))
+    placed_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+
+    lines: Mapped[list[OrderLine]] = relationship(
+        order_by="OrderLine.line_no", cascade="all, delete-orphan", lazy="selectin"
+    )
+    timeline: Mapped[list[TimelineEntry]] = relationship(
+        order_by="TimelineEntry.id", cascade="all, delete-orphan", lazy="raise"
+    )
+
+
+class OrderLine(OrdersBase):
+    __tablename__ = "order_lines"
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.order_id"), primary_key=True)
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    quantity: Mapped[int]
+    unit_price: Mapped[int]
+
+
+class TimelineEntry(OrdersBase):
+    """Everything that happened to an order, in the order the saga saw it."""
+
+    __tablename__ = "order_timeline"
+    __table_args__ = (Index("ix_order_timeline_order", "order_id", "id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.order_id"))
+    event_id: Mapped[str] = mapped_column(String(36))
+    event_type: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(50))
+    occurred_at: Mapped[datetime]
+    status_after: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(String(300))

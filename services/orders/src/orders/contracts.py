@@ -1,0 +1,20 @@
+"""What the orders service publishes (and where) and what it consumes."""
+
+from __future__ import annotations
+
+EVENTS_TOPIC = "orders.events"
+COMMANDS_TOPIC = "orders.commands"
+
+PUBLISHES = {
+    "OrderPlaced": EVENTS_TOPIC,
+    "OrderCompleted": EVENTS_TOPIC,
+    "OrderCancelled": EVENTS_TOPIC,
+    "ReleaseStock": COMMANDS_TOPIC,
+}
+
+CONSUMES_TOPICS = (
+    "inventory.events",
+    "payments.events",
+    "fulfillment.events",
+    "notifications.events",
+)

@@ -1,0 +1,115 @@
+"""Placing an order: price it from the catalog copy, store it, emit OrderPlaced — one commit."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from kit.envelope import trace_id_of
+from kit.unit_of_work import UnitOfWork
+from orders import metrics
+from orders.adapters.tables import CatalogItem, Order, OrderLine, TimelineEntry
+from orders.domain.pricing import CatalogEntry, RequestedLine, ShippingPolicy, quote
+from orders.domain.saga import OrderStatus
+
+
+@dataclass(frozen=True)
+class PlaceOrder:
+    customer_id: str
+    customer_email: str
+    customer_name: str
+    shipping_address: dict[str, Any]
+    lines: tuple[RequestedLine, ...]
+    payment_token: str
+    traceparent: str | None = None
+
+
+def place_order(uow: UnitOfWork, command: PlaceOrder, shipping: ShippingPolicy) -> Order:
+    """Raises PricingError for unknown or inactive SKUs; nothing is stored then."""
+    skus = {line.sku for line in command.lines}
+    catalog = {
+        item.sku: CatalogEntry(item.sku, item.name, item.unit_price, item.currency, item.active)
+        for item in uow.session.scalars(select(CatalogItem).where(CatalogItem.sku.in_(skus)))
+    }
+    priced = quote(command.lines, catalog, shipping)
+    now = datetime.now(UTC)
+    order = Order(
+        order_id=str(uuid.uuid4()),
+        customer_id=command.customer_id,
+        customer_email=command.customer_email,
+        customer_name=command.customer_name,
+        shipping_address=command.shipping_address,
+        currency=priced.currency,
+        subtotal=priced.subtotal,
+        shipping=priced.shipping,
+        total=priced.total,
+        status=OrderStatus.PENDING,
+        placed_at=now,
+        updated_at=now,
+        lines=[
+            OrderLine(
+                line_no=n, sku=p.sku, name=p.name, quantity=p.quantity, unit_price=p.unit_price
+            )
+            for n, p in enumerate(priced.lines, start=1)
+        ],
+    )
+    envelope = uow.new_event(
+        "OrderPlaced",
+        order_placed_payload(order, command.payment_token),
+        key=order.order_id,
+        correlation_id=order.order_id,
+        trace_id=trace_id_of(command.traceparent),
+    )
+    uow.session.add(order)
+    uow.session.add(
+        TimelineEntry(
+            order_id=order.order_id,
+            event_id=envelope.event_id,
+            event_type="OrderPlaced",
+            source="orders",
+            occurred_at=now,
+            status_after=order.status,
+        )
+    )
+    uow.emit(envelope)
+    uow.commit()
+    metrics.orders_placed.inc()
+    return order
+
+
+def order_placed_payload(order: Order, payment_token: str) -> dict[str, Any]:
+    address = order.shipping_address
+    return {
+        "order_id": order.order_id,
+        "customer_id": order.customer_id,
+        "customer_email": order.customer_email,
+        "customer_name": order.customer_name,
+        "lines": [
+            {
+                "sku": line.sku,
+                "name": line.name,
+                "quantity": line.quantity,
+                "unit_price": line.unit_price,
+            }
+            for line in order.lines
+        ],
+        "currency": order.currency,
+        "subtotal": order.subtotal,
+        "shipping": order.shipping,
+        "total": order.total,
+        "shipping_address": {
+            "name": address["name"],
+            "line1": address["line1"],
+            "line2": address.get("line2"),
+            "city": address["city"],
+            "postal_code": address["postal_code"],
+            "region": address.get("region"),
+            "country": address["country"],
+        },
+        "payment_token": payment_token,
+        "placed_at": order.placed_at,
+    }

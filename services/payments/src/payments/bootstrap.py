@@ -1,0 +1,24 @@
+"""The only place the payments service is assembled."""
+
+from __future__ import annotations
+
+from kit.consumer import Subscription
+from kit.service import ServiceDefinition
+from payments import contracts
+from payments.adapters.psp import PaymentProvider, SimulatedProvider
+from payments.adapters.tables import PaymentsBase
+from payments.handlers.capture import CaptureHandlers
+
+
+def definition(provider: PaymentProvider | None = None) -> ServiceDefinition:
+    capture = CaptureHandlers(provider or SimulatedProvider())
+    return ServiceDefinition(
+        name="payments",
+        title="Order Pipeline — payments",
+        metadata=PaymentsBase.metadata,
+        routes=contracts.PUBLISHES,
+        subscription=Subscription(
+            contracts.CONSUMES_TOPICS,
+            {"OrderPlaced": capture.on_order_placed, "StockReserved": capture.on_stock_reserved},
+        ),
+    )

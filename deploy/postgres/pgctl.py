@@ -61,15 +61,38 @@ def start(data_dir: Path, port: int) -> str:
     else:
         data_dir.mkdir(parents=True, exist_ok=True)
     if not (cluster / "PG_VERSION").exists():
-        _run([str(binaries / "initdb"), "-D", str(cluster), "-U", "postgres",
-              "--auth=trust", "--encoding=UTF8", "--no-sync"])
+        _run(
+            [
+                str(binaries / "initdb"),
+                "-D",
+                str(cluster),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+            ]
+        )
     # fsync off: a test database is thrown away, and fsync dominates its runtime.
     options = (
         f"-p {port} -k {data_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
         "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
     )
-    _run([str(binaries / "pg_ctl"), "-D", str(cluster), "-l", str(data_dir / "server.log"),
-          "-o", options, "-w", "-t", "60", "start"])
+    _run(
+        [
+            str(binaries / "pg_ctl"),
+            "-D",
+            str(cluster),
+            "-l",
+            str(data_dir / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ]
+    )
     return url(port)
 
 
@@ -81,15 +104,37 @@ def stop(data_dir: Path) -> None:
 
 def create_database(port: int, name: str) -> str:
     result = subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-tAc",
-         f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
-        capture_output=True, text=True, check=False,
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "-tAc",
+            f"SELECT 1 FROM pg_database WHERE datname = '{name}'",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.stdout.strip() != "1":
         created = subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c",
-             f'CREATE DATABASE "{name}"'],
-            capture_output=True, text=True, check=False,
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                "-c",
+                f'CREATE DATABASE "{name}"',
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if created.returncode != 0:
             raise PostgresError(f"CREATE DATABASE {name} failed: {created.stderr}")
@@ -101,7 +146,9 @@ def url(port: int, database: str = "postgres") -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     start_cmd = commands.add_parser("start")
     start_cmd.add_argument("--data-dir", type=Path, required=True)

@@ -74,7 +74,12 @@ class SampleDatabase:
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(
-            self.sessions, SCHEMAS, ROUTES, outbox, inbox, "sample",
+            self.sessions,
+            SCHEMAS,
+            ROUTES,
+            outbox,
+            inbox,
+            "sample",
             on_outbox_commit=lambda: self.notified.append(1),
         )
 

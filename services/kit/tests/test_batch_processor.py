@@ -33,8 +33,12 @@ class Record:
 
 def record_of(envelope: Envelope, offset: int = 0) -> Record:
     return Record(
-        "orders.events", 0, offset, envelope.key.encode(),
-        SCHEMAS.encode(envelope.event_type, envelope.payload), envelope.headers(),
+        "orders.events",
+        0,
+        offset,
+        envelope.key.encode(),
+        SCHEMAS.encode(envelope.event_type, envelope.payload),
+        envelope.headers(),
     )
 
 
@@ -75,15 +79,17 @@ def test_a_redelivered_event_changes_nothing(db: SampleDatabase) -> None:
 def test_garbage_goes_to_the_dead_letter_topic_and_the_batch_carries_on(db: SampleDatabase) -> None:
     good = record_of(order_completed("o-2"), offset=8)
     garbage = Record(
-        "orders.events", 3, 7, b"o-1", b"\x00not avro",
+        "orders.events",
+        3,
+        7,
+        b"o-1",
+        b"\x00not avro",
         [("event_id", b"e-bad"), ("event_type", b"OrderCompleted")],
     )
     outcome = processor(db).process([garbage, good])
     assert (outcome.dead_lettered, outcome.handled) == (1, 1)
     with db.engine.connect() as connection:
-        dead = connection.execute(
-            select(outbox).where(outbox.c.topic == "orders.events.dlq")
-        ).one()
+        dead = connection.execute(select(outbox).where(outbox.c.topic == "orders.events.dlq")).one()
     headers = dict(dead.headers)
     assert dead.value == b"\x00not avro"
     assert dead.message_key == "o-1"
@@ -133,7 +139,11 @@ def test_a_handler_that_succeeds_on_retry_is_applied_once(db: SampleDatabase) ->
 
 def test_event_types_the_service_ignores_are_skipped_without_decoding(db: SampleDatabase) -> None:
     other = Record(
-        "orders.events", 0, 1, b"o-5", b"undecodable",
+        "orders.events",
+        0,
+        1,
+        b"o-5",
+        b"undecodable",
         [("event_id", b"e-5"), ("event_type", b"OrderPlaced")],
     )
     outcome = processor(db).process([other])
@@ -149,5 +159,6 @@ def test_a_message_without_headers_is_dead_lettered(db: SampleDatabase) -> None:
     with db.engine.connect() as connection:
         row = connection.execute(select(outbox)).one()
     assert header_map([(k, v.encode()) for k, v in row.headers])["dlq.error.type"] in {
-        "DecodeError", "MissingHeaderError",
+        "DecodeError",
+        "MissingHeaderError",
     }

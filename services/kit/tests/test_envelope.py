@@ -5,8 +5,12 @@ from kit.envelope import Envelope, envelope_from_headers, header_map, trace_id_o
 
 def test_headers_carry_every_envelope_field_back() -> None:
     original = Envelope(
-        event_type="OrderPlaced", key="o-1", payload={}, correlation_id="o-1",
-        causation_id="cause-1", producer="orders",
+        event_type="OrderPlaced",
+        key="o-1",
+        payload={},
+        correlation_id="o-1",
+        causation_id="cause-1",
+        producer="orders",
     )
     restored = envelope_from_headers(header_map(original.headers()), "o-1", {})
     assert restored == original

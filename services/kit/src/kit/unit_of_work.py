@@ -61,10 +61,9 @@ class UnitOfWork:
 
     def __exit__(self, *exc_info: object) -> None:
         session, self._session = self.session, None
-        try:
-            session.rollback()  # a no-op after commit; undoes anything left uncommitted
-        finally:
-            session.close()
+        # close() rolls back whatever was not committed; unlike rollback() it leaves loaded
+        # objects readable (detached) for the caller's response.
+        session.close()
 
     # -- emitting -------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ CANCEL_DETAILS = {
     "fraud_rejected": "The payment was rejected by fraud screening.",
 }
 
+
 def _learn(order: Order, event_type: str, payload: Mapping[str, Any]) -> None:
     """What an event teaches the order besides its status."""
     match event_type:

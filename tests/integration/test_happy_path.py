@@ -68,7 +68,8 @@ async def test_200_concurrent_orders_complete_and_every_service_agrees(
     payments = dict(
         client.query(
             "payments",
-            f"SELECT order_id, amount FROM payments WHERE status = 'captured' AND order_id IN ({placeholders})",
+            "SELECT order_id, amount FROM payments"
+            f" WHERE status = 'captured' AND order_id IN ({placeholders})",
             *ours,
         )
     )
@@ -82,7 +83,8 @@ async def test_200_concurrent_orders_complete_and_every_service_agrees(
     shipped = Counter[tuple[str, str]]()
     for order_id, sku, quantity in client.query(
         "inventory",
-        f"SELECT order_id, sku, quantity FROM reservations WHERE status = 'shipped' AND order_id IN ({placeholders})",
+        "SELECT order_id, sku, quantity FROM reservations"
+        f" WHERE status = 'shipped' AND order_id IN ({placeholders})",
         *ours,
     ):
         shipped[(order_id, sku)] += quantity
@@ -94,7 +96,8 @@ async def test_200_concurrent_orders_complete_and_every_service_agrees(
     assert delivered == ours
     shipments = client.query(
         "fulfillment",
-        f"SELECT order_id FROM shipments WHERE status = 'delivered' AND order_id IN ({placeholders})",
+        "SELECT order_id FROM shipments"
+        f" WHERE status = 'delivered' AND order_id IN ({placeholders})",
         *ours,
     )
     assert {row[0] for row in shipments} == ours
@@ -105,7 +108,8 @@ async def test_200_concurrent_orders_complete_and_every_service_agrees(
     assert sent == {"order_confirmation": ORDERS, "order_dispatched": ORDERS}
     logged = client.query(
         "notifications",
-        f"SELECT template, COUNT(*) FROM notification_log WHERE status = 'sent' AND order_id IN ({placeholders}) GROUP BY template",
+        "SELECT template, COUNT(*) FROM notification_log"
+        f" WHERE status = 'sent' AND order_id IN ({placeholders}) GROUP BY template",
         *ours,
     )
     assert dict(logged) == dict(sent)

@@ -1,0 +1,78 @@
+# Order Pipeline — `make run` brings everything up, `make test` proves it. `make` lists targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV   := .venv
+PYTHON := $(VENV)/bin/python
+UV     := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+KAFKACTL := $(PYTHON) deploy/kafka/kafkactl.py
+
+.PHONY: help install system-deps kafka-jars run demo kafka-start kafka-stop kafka-topics \
+        test lint fmt typecheck schemas-check test-unit test-integration bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet --break-system-packages --user uv
+
+$(VENV)/.synced: pyproject.toml uv.lock services/*/pyproject.toml | $(UV)
+	$(UV) sync --all-packages --locked --python python3.11
+	@touch $@
+
+install: $(VENV)/.synced kafka-jars ## Python environment (uv) and the Kafka jars (Maven)
+
+kafka-jars: $(VENV)/.synced ## fetch Kafka 4.1 from Maven Central into ~/.cache/order-pipeline
+	$(KAFKACTL) fetch >/dev/null
+
+system-deps: ## PostgreSQL server for the tests (Debian's package), when missing
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "PostgreSQL is missing: run 'sudo apt-get install postgresql'" >&2; exit 1; fi; \
+	fi
+
+run: install ## start Kafka and the five services; Ctrl-C stops everything
+	@deploy/run.sh
+
+demo: $(VENV)/.synced ## post a stream of sample orders to a running pipeline and watch them
+	$(PYTHON) tools/demo.py
+
+kafka-start: install ## start only the broker (detached, .run/kafka) and create the topics
+	$(KAFKACTL) start && $(KAFKACTL) create-topics
+
+kafka-topics: $(VENV)/.synced ## create missing topics on a running broker
+	$(KAFKACTL) create-topics
+
+kafka-stop: $(VENV)/.synced ## stop the detached broker
+	$(KAFKACTL) stop
+
+test: install system-deps lint typecheck schemas-check ## everything CI runs: lint, types, schemas, all tests
+	$(PYTHON) -m pytest
+
+lint: $(VENV)/.synced ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: $(VENV)/.synced ## format and autofix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+typecheck: $(VENV)/.synced ## mypy --strict
+	$(VENV)/bin/mypy services tests tools conftest.py deploy
+
+schemas-check: $(VENV)/.synced ## every pair of schema versions must stay backward and forward compatible
+	$(PYTHON) tools/schemas_check.py
+
+test-unit: $(VENV)/.synced ## unit tests only (no broker; PostgreSQL for the kit's database tests)
+	$(PYTHON) -m pytest services tests/schemas
+
+test-integration: install ## the pipeline on a real broker
+	$(PYTHON) -m pytest tests/integration
+
+bench: install ## offered-load benchmark of the whole pipeline plus Kafka's own perf tools
+	$(PYTHON) tools/bench.py
+
+clean: ## remove local state (.run: broker data, SQLite files)
+	-$(KAFKACTL) stop
+	rm -rf .run

@@ -4,19 +4,21 @@ SHELL := /bin/bash
 
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
-UV     := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# uv from PATH, else as a module of python3 (installed on first use, see `uv-installed`).
+UV     := $(or $(shell command -v uv 2>/dev/null),python3 -m uv)
 KAFKACTL := $(PYTHON) deploy/kafka/kafkactl.py
 
-.PHONY: help install system-deps kafka-jars run demo kafka-start kafka-stop kafka-topics \
+.PHONY: help uv-installed install system-deps kafka-jars run demo kafka-start kafka-stop kafka-topics \
         test lint fmt typecheck schemas-check test-unit test-integration bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}'
 
-$(UV):
-	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet --break-system-packages --user uv
+uv-installed:
+	@command -v uv >/dev/null || python3 -m uv --version >/dev/null 2>&1 || \
+	  python3 -m pip install --quiet uv || python3 -m pip install --quiet --user --break-system-packages uv
 
-$(VENV)/.synced: pyproject.toml uv.lock services/*/pyproject.toml | $(UV)
+$(VENV)/.synced: pyproject.toml uv.lock services/*/pyproject.toml | uv-installed
 	$(UV) sync --all-packages --locked --python python3.11
 	@touch $@
 

@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -240,6 +241,20 @@ def parse_time(value: str | None) -> float | None:
     return moment.timestamp()
 
 
+def hop_gaps(timeline: Sequence[Mapping[str, Any]]) -> list[tuple[str, float]]:
+    """(event type, seconds since the event before it) along an order's timeline.
+
+    Each gap is one hop of the saga: the previous event's outbox relay, the broker, the next
+    service's consumer and its handler, up to the moment that handler emitted its event.
+    """
+    events = sorted(
+        (t, entry["event_type"])
+        for entry in timeline
+        if (t := parse_time(entry.get("occurred_at"))) is not None
+    )
+    return [(name, t - before) for (before, _), (t, name) in itertools.pairwise(events)]
+
+
 # ----------------------------------------------------------------------- the services
 
 
@@ -328,6 +343,7 @@ class StepResult:
     completion_span_s: float | None
     latency_s: dict[str, float | None]
     latency_from_send_s: dict[str, float | None]
+    hop_latency_s: dict[str, dict[str, float | None]]
     events_published_per_s: float
     events_consumed_per_s: float
     events_per_order: float | None
@@ -461,6 +477,7 @@ async def run_step(
     sent_wall = {r.order_id: t0_wall + (r.sent_at - t0) for r in accepted if r.order_id}
     latencies: list[float] = []
     from_send: list[float] = []
+    hops: dict[str, list[float]] = {}
     completions: list[float] = []
     for order_id, order in orders.items():
         done_at = parse_time(order.get("completed_at"))
@@ -471,6 +488,8 @@ async def run_step(
             continue  # finished after the drain: not counted
         completions.append(done_at)
         latencies.append(done_at - placed_at)
+        for event_type, gap in hop_gaps(order.get("timeline") or []):
+            hops.setdefault(event_type, []).append(gap)
         from_send.append(done_at - sent_wall[order_id])
     span = (max(completions) - t0_wall) if completions else None
 
@@ -517,6 +536,7 @@ async def run_step(
         completion_span_s=round(span, 2) if span else None,
         latency_s=latency_summary(latencies),
         latency_from_send_s=latency_summary(from_send),
+        hop_latency_s={event_type: latency_summary(gaps) for event_type, gaps in hops.items()},
         events_published_per_s=round(sum(published.values()), 1),
         events_consumed_per_s=round(sum(consumed.values()), 1),
         events_per_order=round(published_whole_step / finished_count, 2)
@@ -789,6 +809,23 @@ def report(results: Mapping[str, Any]) -> str:
             "",
             "Per step details:",
             columns_table(DETAIL_COLUMNS, steps),
+        ]
+        hop_names = list(dict.fromkeys(h for s in steps for h in s["hop_latency_s"]))
+        hop_rows = [
+            [
+                name,
+                *(
+                    f"{ms(hop.get('p50'))} / {ms(hop.get('p99'))}"
+                    for s in steps
+                    for hop in [s["hop_latency_s"].get(name, {})]
+                ),
+            ]
+            for name in hop_names
+        ]
+        parts += [
+            "",
+            "Saga hops (ms since the previous event on the order's timeline, p50 / p99):",
+            table(["event", *(f"@{s['offered_per_s']:g}/s" for s in steps)], hop_rows),
         ]
     perf = results.get("kafka_perf") or {}
     runs = [(name, perf[key]) for key, name in PERF_RUNS if key in perf]

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
-from fastapi import APIRouter, FastAPI
-from prometheus_client import make_asgi_app
+from fastapi import APIRouter, FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData, Table
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -146,7 +146,10 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app = FastAPI(title=definition.title or definition.name, lifespan=lifespan)
     install_problem_handlers(app)
-    app.mount("/metrics", make_asgi_app())
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health", tags=["operations"])
     def health() -> dict[str, str]:

@@ -262,7 +262,9 @@ async def scrape(http: httpx.AsyncClient, pipeline: Pipeline) -> dict[str, dict[
     """WATCHED_METRICS of every service, each summed over its labels."""
 
     async def one(service: str) -> tuple[str, dict[str, float]]:
-        response = await http.get(pipeline.url(service) + "/metrics/", timeout=10)
+        response = await http.get(
+            pipeline.url(service) + "/metrics", timeout=10, follow_redirects=True
+        )
         response.raise_for_status()
         sums: dict[str, float] = dict.fromkeys(WATCHED_METRICS, 0.0)
         for family in text_string_to_metric_families(response.text):
@@ -721,7 +723,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
         return str(value)
 
     cells = [[cell(v) for v in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     lines = [" | ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))]
     lines.append("-|-".join("-" * w for w in widths))
     lines += [" | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]

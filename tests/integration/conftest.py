@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from kit.testing.pipeline import Pipeline
+from kit.testing.pipeline import SERVICES, Pipeline
+from kit.testing.servers import create_postgres_database
 from tests.integration.helpers import TEST_CATALOG, PipelineClient
 
 
-@pytest.fixture(scope="session")
-def pipeline(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    work_dir: Path = tmp_path_factory.mktemp("pipeline")
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def pipeline(
+    request: pytest.FixtureRequest, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pipeline]:
+    """Every scenario runs on each database backend. pytest finishes all tests of one backend
+    and stops its pipeline before starting the next, so the consumer groups never overlap;
+    the second pipeline starts from the groups' committed offsets."""
+    work_dir: Path = tmp_path_factory.mktemp(f"pipeline-{request.param}")
     seed = work_dir / "catalog.toml"
     seed.write_text(TEST_CATALOG)
-    running = Pipeline(work_dir, kafka_bootstrap, env={"CATALOG_SEED_PATH": str(seed)})
+    database_urls = None
+    if request.param == "postgresql":
+        server = request.getfixturevalue("postgres")
+        suffix = uuid.uuid4().hex[:8]
+        database_urls = {s: create_postgres_database(server, f"{s}_{suffix}") for s in SERVICES}
+    running = Pipeline(
+        work_dir,
+        kafka_bootstrap,
+        database_urls=database_urls,
+        env={"CATALOG_SEED_PATH": str(seed)},
+    )
     try:
         running.start()
         yield running

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy import Engine
 
 import fulfillment.contracts
 import inventory.contracts
@@ -18,6 +18,7 @@ import notifications.contracts
 import orders.contracts
 import payments.contracts
 from kit.avro_codec import SchemaStore
+from kit.database import create_database_engine
 from kit.envelope import header_map
 from kit.settings import REPO_ROOT
 from kit.testing.pipeline import Pipeline, wait_until
@@ -88,6 +89,7 @@ def order_body(
 @dataclass
 class PipelineClient:
     pipeline: Pipeline
+    _engines: dict[str, Engine] = field(default_factory=dict)
 
     @property
     def gateway(self) -> str:
@@ -145,10 +147,18 @@ class PipelineClient:
         return done
 
     def query(self, service: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        """Reads a service's own SQLite database, as its operator could."""
-        path = self.pipeline.database_urls[service].removeprefix("sqlite:///")
-        with sqlite3.connect(path, timeout=30) as connection:
-            return connection.execute(sql, params).fetchall()
+        """Reads a service's own database (SQLite or PostgreSQL), as its operator could.
+
+        `?` placeholders are turned into the driver's own style."""
+        engine = self._engines.get(service)
+        if engine is None:
+            engine = self._engines[service] = create_database_engine(
+                self.pipeline.database_urls[service]
+            )
+        if engine.dialect.paramstyle != "qmark":
+            sql = sql.replace("?", "%s")
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.exec_driver_sql(sql, tuple(params))]
 
     def stock(self) -> dict[str, tuple[int, int]]:
         rows = self.query(

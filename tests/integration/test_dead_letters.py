@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from aiokafka import AIOKafkaProducer
 
 from kit.testing.pipeline import Pipeline
@@ -17,7 +19,7 @@ from tests.integration.helpers import (
 async def test_garbage_lands_in_the_dlq_with_its_reason_and_later_orders_complete(
     client: PipelineClient, pipeline: Pipeline
 ) -> None:
-    poison_key = b"poisoned-order"
+    poison_key = f"poisoned-{uuid.uuid4()}".encode()
     producer = AIOKafkaProducer(bootstrap_servers=pipeline.bootstrap, acks="all")
     await producer.start()
     try:

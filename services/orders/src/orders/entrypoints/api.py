@@ -95,18 +95,25 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
+def get_shipping_policy(runtime: Annotated[Runtime, Depends(get_runtime)]) -> ShippingPolicy:
+    settings = runtime.settings
+    if not isinstance(settings, OrdersSettings):
+        raise TypeError("the orders API needs OrdersSettings")
+    return ShippingPolicy(settings.shipping_flat_fee, settings.free_shipping_from)
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+ShippingPolicyDep = Annotated[ShippingPolicy, Depends(get_shipping_policy)]
 
 
 @router.post("/orders", status_code=202, response_model=OrderOut)
 def create_order(
     body: OrderIn,
     runtime: RuntimeDep,
+    shipping: ShippingPolicyDep,
     response: Response,
     traceparent: Annotated[str | None, Header()] = None,
 ) -> OrderOut:
-    settings = runtime.settings
-    assert isinstance(settings, OrdersSettings)
     command = PlaceOrder(
         customer_id=body.customer.id,
         customer_email=str(body.customer.email),
@@ -116,10 +123,9 @@ def create_order(
         payment_token=body.payment_token,
         traceparent=traceparent,
     )
-    policy = ShippingPolicy(settings.shipping_flat_fee, settings.free_shipping_from)
     with runtime.unit_of_work() as uow:
         try:
-            order = place_order(uow, command, policy)
+            order = place_order(uow, command, shipping)
         except PricingError as error:
             raise ProblemError(
                 422,

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -62,6 +63,8 @@ class OutboxRelay:
         self,
         *,
         engine: Engine,
+        read_engine: Engine,
+        write_lock: AbstractContextManager[Any],
         outbox: Table,
         producer: AIOKafkaProducer,
         wakeup: RelayWakeup,
@@ -69,6 +72,8 @@ class OutboxRelay:
         poll_interval_s: float = 0.5,
     ) -> None:
         self._engine = engine
+        self._read_engine = read_engine
+        self._write_lock = write_lock
         self._outbox = outbox
         self._producer = producer
         self._wakeup = wakeup
@@ -118,15 +123,15 @@ class OutboxRelay:
 
     def _fetch(self) -> Sequence[Row[Any]]:
         query = select(self._outbox).order_by(self._outbox.c.id).limit(self._max_batch)
-        with self._engine.connect() as connection:
+        with self._read_engine.connect() as connection:
             return connection.execute(query).all()
 
     def _delete(self, ids: list[int]) -> None:
-        with self._engine.begin() as connection:
+        with self._write_lock, self._engine.begin() as connection:
             connection.execute(delete(self._outbox).where(self._outbox.c.id.in_(ids)))
 
     def backlog(self) -> int:
-        with self._engine.connect() as connection:
+        with self._read_engine.connect() as connection:
             return int(
                 connection.execute(select(func.count()).select_from(self._outbox)).scalar_one()
             )

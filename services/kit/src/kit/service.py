@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kit.avro_codec import SchemaStore
 from kit.consumer import BatchProcessor, KafkaBatchConsumer, Subscription
-from kit.database import create_database_engine
+from kit.database import create_database_engine, writer_lock
+from kit.group_commit import GroupCommitter
 from kit.logs import configure_logging, uvicorn_log_config
 from kit.outbox_relay import OutboxRelay, RelayWakeup, create_producer
 from kit.problems import install_problem_handlers
@@ -61,10 +62,17 @@ class Runtime:
     def __init__(self, settings: ServiceSettings, definition: ServiceDefinition) -> None:
         self.settings = settings
         self.definition = definition
-        self.engine = create_database_engine(settings.resolved_database_url())
+        url = settings.resolved_database_url()
+        self.engine = create_database_engine(url)
+        self.read_engine = create_database_engine(url, for_reads=True)
+        self.write_lock = writer_lock(url)
         self.session_factory: sessionmaker[Session] = sessionmaker(
             self.engine, expire_on_commit=False
         )
+        # Read-only sessions (queries behind GET endpoints) never wait for writers.
+        self.read_session_factory: sessionmaker[Session] = sessionmaker(self.read_engine)
+        # API writes go through here: one transaction for whatever requests queued up.
+        self.committer = GroupCommitter(self.unit_of_work)
         self.schemas = SchemaStore.load(settings.schemas_dir)
         self.wakeup = RelayWakeup()
         self.outbox: Table = definition.metadata.tables["outbox"]
@@ -82,6 +90,7 @@ class Runtime:
             self.inbox,
             self.definition.name,
             on_outbox_commit=self.wakeup.notify,
+            write_lock=self.write_lock,
         )
 
     def batch_processor(self) -> BatchProcessor:
@@ -110,13 +119,18 @@ def create_app(runtime: Runtime) -> FastAPI:
         )
         relay = OutboxRelay(
             engine=runtime.engine,
+            read_engine=runtime.read_engine,
+            write_lock=runtime.write_lock,
             outbox=runtime.outbox,
             producer=producer,
             wakeup=runtime.wakeup,
             max_batch=settings.relay_max_batch,
             poll_interval_s=settings.relay_poll_interval_s,
         )
-        tasks = [_supervised(relay.run(), "outbox relay")]
+        tasks = [
+            _supervised(relay.run(), "outbox relay"),
+            _supervised(runtime.committer.run(), "group commit"),
+        ]
         if definition.subscription is not None:
             consumer = KafkaBatchConsumer(
                 bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -142,6 +156,7 @@ def create_app(runtime: Runtime) -> FastAPI:
                 await asyncio.wait_for(relay.publish_pending(), timeout=5)
             await producer.stop()
             runtime.engine.dispose()
+            runtime.read_engine.dispose()
             log.info("%s stopped", definition.name)
 
     app = FastAPI(title=definition.title or definition.name, lifespan=lifespan)

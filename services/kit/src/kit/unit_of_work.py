@@ -6,7 +6,9 @@ after the commit. Either all three are committed or none is.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +33,7 @@ class UnitOfWork:
         inbox_table: Table,
         service_name: str,
         on_outbox_commit: Callable[[], None] = lambda: None,
+        write_lock: AbstractContextManager[Any] | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._schemas = schemas
@@ -39,6 +42,7 @@ class UnitOfWork:
         self._inbox = inbox_table
         self._service_name = service_name
         self._on_outbox_commit = on_outbox_commit
+        self._write_lock = write_lock or contextlib.nullcontext()
         self._outbox_rows: list[dict[str, Any]] = []
         self._inbox_rows: list[dict[str, Any]] = []
         self._session: Session | None = None
@@ -54,6 +58,7 @@ class UnitOfWork:
         return self._service_name
 
     def __enter__(self) -> UnitOfWork:
+        self._write_lock.__enter__()
         self._session = self._session_factory()
         self._outbox_rows.clear()
         self._inbox_rows.clear()
@@ -61,9 +66,12 @@ class UnitOfWork:
 
     def __exit__(self, *exc_info: object) -> None:
         session, self._session = self.session, None
-        # close() rolls back whatever was not committed; unlike rollback() it leaves loaded
-        # objects readable (detached) for the caller's response.
-        session.close()
+        try:
+            # close() rolls back whatever was not committed; unlike rollback() it leaves
+            # loaded objects readable (detached) for the caller's response.
+            session.close()
+        finally:
+            self._write_lock.__exit__(None, None, None)
 
     # -- emitting -------------------------------------------------------------------------
 

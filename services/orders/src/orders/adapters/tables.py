@@ -52,7 +52,7 @@ class Order(OrdersBase):
     completed_at: Mapped[datetime | None]
 
     lines: Mapped[list[OrderLine]] = relationship(
-        order_by="OrderLine.line_no", cascade="all, delete-orphan", lazy="selectin"
+        order_by="OrderLine.line_no", cascade="all, delete-orphan"
     )
     timeline: Mapped[list[TimelineEntry]] = relationship(
         order_by="TimelineEntry.id", cascade="all, delete-orphan", lazy="raise"

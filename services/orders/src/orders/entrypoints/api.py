@@ -11,6 +11,8 @@ from sqlalchemy import select
 
 from kit.problems import ProblemError
 from kit.service import Runtime
+from kit.unit_of_work import UnitOfWork
+from orders import metrics
 from orders.adapters.tables import Order, TimelineEntry
 from orders.domain.pricing import PricingError, RequestedLine, ShippingPolicy
 from orders.handlers.placing import PlaceOrder, place_order
@@ -107,7 +109,7 @@ ShippingPolicyDep = Annotated[ShippingPolicy, Depends(get_shipping_policy)]
 
 
 @router.post("/orders", status_code=202, response_model=OrderOut)
-def create_order(
+async def create_order(
     body: OrderIn,
     runtime: RuntimeDep,
     shipping: ShippingPolicyDep,
@@ -123,28 +125,33 @@ def create_order(
         payment_token=body.payment_token,
         traceparent=traceparent,
     )
-    with runtime.unit_of_work() as uow:
-        try:
-            order = place_order(uow, command, shipping)
-        except PricingError as error:
-            raise ProblemError(
-                422,
-                "unorderable-lines",
-                "Some lines cannot be ordered",
-                str(error),
-                errors=[
-                    {"field": f"lines.{p.index}.sku", "message": p.message, "sku": p.sku}
-                    for p in error.problems
-                ],
-            ) from error
-        timeline = _timeline(uow.session, order.order_id)
-    response.headers["Location"] = f"/v1/orders/{order.order_id}"
-    return _order_out(order, timeline)
+
+    def place(uow: UnitOfWork) -> OrderOut:
+        order = place_order(uow, command, shipping)
+        return _order_out(order, _timeline(uow.session, order.order_id))
+
+    try:
+        # 202 only once the order and its OrderPlaced are committed.
+        placed = await runtime.committer.submit(place)
+    except PricingError as error:
+        raise ProblemError(
+            422,
+            "unorderable-lines",
+            "Some lines cannot be ordered",
+            str(error),
+            errors=[
+                {"field": f"lines.{p.index}.sku", "message": p.message, "sku": p.sku}
+                for p in error.problems
+            ],
+        ) from error
+    metrics.orders_placed.inc()
+    response.headers["Location"] = f"/v1/orders/{placed.order_id}"
+    return placed
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut)
 def get_order(order_id: str, runtime: RuntimeDep) -> OrderOut:
-    with runtime.session_factory() as session:
+    with runtime.read_session_factory() as session:
         order = session.get(Order, order_id)
         if order is None:
             raise ProblemError(404, "order-not-found", "Order not found", f"no order {order_id}")

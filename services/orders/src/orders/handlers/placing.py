@@ -11,7 +11,6 @@ from sqlalchemy import select
 
 from kit.envelope import trace_id_of
 from kit.unit_of_work import UnitOfWork
-from orders import metrics
 from orders.adapters.tables import CatalogItem, Order, OrderLine, TimelineEntry
 from orders.domain.pricing import CatalogEntry, RequestedLine, ShippingPolicy, quote
 from orders.domain.saga import OrderStatus
@@ -29,7 +28,9 @@ class PlaceOrder:
 
 
 def place_order(uow: UnitOfWork, command: PlaceOrder, shipping: ShippingPolicy) -> Order:
-    """Raises PricingError for unknown or inactive SKUs; nothing is stored then."""
+    """Stages the order and its OrderPlaced; the caller commits (the gateway group-commits).
+
+    Raises PricingError for unknown or inactive SKUs; nothing is staged then."""
     skus = {line.sku for line in command.lines}
     catalog = {
         item.sku: CatalogEntry(item.sku, item.name, item.unit_price, item.currency, item.active)
@@ -76,8 +77,6 @@ def place_order(uow: UnitOfWork, command: PlaceOrder, shipping: ShippingPolicy) 
         )
     )
     uow.emit(envelope)
-    uow.commit()
-    metrics.orders_placed.inc()
     return order
 
 

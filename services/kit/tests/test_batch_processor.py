@@ -115,7 +115,7 @@ def test_a_failing_handler_is_retried_then_dead_lettered_leaving_no_trace(
         raise RuntimeError("handler bug")
 
     outcome = processor(db, flaky).process([record_of(order_completed("o-3"))])
-    assert len(attempts) == 3
+    assert len(attempts) == 1 + 3  # the fast path, then three isolated attempts
     assert outcome.dead_lettered == 1
     assert count(db, CompletedOrder.__table__) == 0
     with db.engine.connect() as connection:
@@ -169,3 +169,21 @@ def test_a_message_without_headers_is_dead_lettered(db: SampleDatabase) -> None:
         "DecodeError",
         "MissingHeaderError",
     }
+
+
+def test_a_failing_message_is_dead_lettered_alone_and_its_batch_mates_are_applied(
+    db: SampleDatabase,
+) -> None:
+    def refuses_o8(envelope: Envelope, uow: UnitOfWork) -> None:
+        record_completion(envelope, uow)
+        if envelope.payload["order_id"] == "o-8":
+            raise RuntimeError("o-8 is poison")
+
+    batch = [record_of(order_completed(o), offset=n) for n, o in enumerate(["o-7", "o-8", "o-9"])]
+    outcome = processor(db, refuses_o8).process(batch)
+    assert (outcome.handled, outcome.dead_lettered) == (2, 1)
+    with db.sessions() as session:
+        assert set(session.scalars(select(CompletedOrder.order_id))) == {"o-7", "o-9"}
+    with db.engine.connect() as connection:
+        topics = sorted(row.topic for row in connection.execute(select(outbox)))
+    assert topics == ["notifications.events", "notifications.events", "orders.events.dlq"]

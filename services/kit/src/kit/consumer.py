@@ -60,6 +60,9 @@ class Subscription:
 
     topics: tuple[str, ...]
     handlers: Mapping[str, Handler]
+    # Loads what a whole batch's handlers will need in one query (say, every order the
+    # batch mentions), so each handler finds it in the session instead of querying.
+    prefetch: Callable[[Sequence[Envelope], UnitOfWork], None] | None = None
 
 
 def dead_letter_topic(topic: str) -> str:
@@ -90,42 +93,78 @@ class BatchProcessor:
         max_attempts: int = 3,
     ) -> None:
         self._handlers = subscription.handlers
+        self._prefetch = subscription.prefetch
         self._schemas = schemas
         self._unit_of_work = unit_of_work
         self._group_id = group_id
         self._max_attempts = max_attempts
 
     def process(self, records: Sequence[ConsumedRecord]) -> BatchOutcome:
+        """Handles a batch in one transaction.
+
+        The fast path runs every handler with no savepoints. If anything fails, that
+        transaction is rolled back and the batch is run again with one savepoint per message,
+        so only the failing message is retried and dead-lettered. Handlers may therefore run
+        more than once before a commit: their side effects must be idempotent, as
+        redelivery already demands.
+        """
+        try:
+            outcome = self._run(records, isolate=False)
+        except Exception:
+            metrics.isolated_batches.inc()
+            outcome = self._run(records, isolate=True)
+        for (topic, event_type, result), n in outcome.counts.items():
+            metrics.messages_consumed.labels(topic, event_type, result).inc(n)
+        return outcome
+
+    def _run(self, records: Sequence[ConsumedRecord], *, isolate: bool) -> BatchOutcome:
         outcome = BatchOutcome()
         with self._unit_of_work() as uow:
             seen = uow.already_handled(
                 header_map(r.headers).get(HEADER_EVENT_ID, "") for r in records
             )
-            for record in records:
-                self._process_one(record, uow, seen, outcome)
+            admitted = [
+                (record, envelope)
+                for record in records
+                if (envelope := self._admit(record, uow, seen, outcome)) is not None
+            ]
+            if self._prefetch is not None and admitted:
+                self._prefetch([envelope for _, envelope in admitted], uow)
+            for record, envelope in admitted:
+                self._handle(record, envelope, uow, outcome, isolate)
             uow.commit()
-        for (topic, event_type, result), n in outcome.counts.items():
-            metrics.messages_consumed.labels(topic, event_type, result).inc(n)
         return outcome
 
-    def _process_one(
+    def _admit(
         self, record: ConsumedRecord, uow: UnitOfWork, seen: set[str], outcome: BatchOutcome
-    ) -> None:
+    ) -> Envelope | None:
+        """The envelope to handle, or None: skipped, a duplicate, or dead-lettered as poison."""
         headers = header_map(record.headers)
         event_type = headers.get(HEADER_EVENT_TYPE, "unknown")
         if event_type in self._schemas.event_types and event_type not in self._handlers:
             outcome.count(record, event_type, "skipped")  # routed by header: no decode needed
-            return
+            return None
         event_id = headers.get(HEADER_EVENT_ID, "")
         if event_id in seen:
             outcome.count(record, event_type, "duplicates")
-            return
+            return None
         try:
             envelope = self._envelope(record, headers)
         except (DecodeError, MissingHeaderError) as error:
             self._dead_letter(uow, record, error, attempts=1)
             outcome.count(record, event_type, "dead_lettered")
-            return
+            return None
+        seen.add(envelope.event_id)
+        return envelope
+
+    def _handle(
+        self,
+        record: ConsumedRecord,
+        envelope: Envelope,
+        uow: UnitOfWork,
+        outcome: BatchOutcome,
+        isolate: bool,
+    ) -> None:
         handler = self._handlers[envelope.event_type]
         with log_context(
             event_id=envelope.event_id,
@@ -133,27 +172,36 @@ class BatchProcessor:
             correlation_id=envelope.correlation_id,
             trace_id=envelope.trace_id,
         ):
-            for attempt in range(1, self._max_attempts + 1):
-                checkpoint = uow.checkpoint()
-                savepoint = uow.session.begin_nested()
-                try:
-                    handler(envelope, uow)
-                    uow.session.flush()
-                except Exception as error:
-                    savepoint.rollback()
-                    uow.rewind(checkpoint)
-                    if attempt < self._max_attempts:
-                        metrics.handler_retries.labels(envelope.event_type).inc()
-                        continue
-                    log.exception("handler failed %d times; dead-lettering", attempt)
-                    self._dead_letter(uow, record, error, attempts=attempt)
-                    outcome.count(record, event_type, "dead_lettered")
-                    return
-                savepoint.commit()
-                break
+            if not isolate:
+                handler(envelope, uow)  # a failure aborts the fast path (see process)
+            elif not self._handle_isolated(handler, envelope, record, uow):
+                outcome.count(record, envelope.event_type, "dead_lettered")
+                return
         uow.mark_handled(envelope)
-        seen.add(envelope.event_id)
         outcome.count(record, envelope.event_type, "handled")
+
+    def _handle_isolated(
+        self, handler: Handler, envelope: Envelope, record: ConsumedRecord, uow: UnitOfWork
+    ) -> bool:
+        """Retries the handler in savepoints; returns False once it was dead-lettered."""
+        for attempt in range(1, self._max_attempts + 1):
+            checkpoint = uow.checkpoint()
+            savepoint = uow.session.begin_nested()
+            try:
+                handler(envelope, uow)
+                uow.session.flush()
+            except Exception as error:
+                savepoint.rollback()
+                uow.rewind(checkpoint)
+                if attempt < self._max_attempts:
+                    metrics.handler_retries.labels(envelope.event_type).inc()
+                    continue
+                log.exception("handler failed %d times; dead-lettering", attempt)
+                self._dead_letter(uow, record, error, attempts=attempt)
+                return False
+            savepoint.commit()
+            return True
+        return False
 
     def _envelope(self, record: ConsumedRecord, headers: Mapping[str, str]) -> Envelope:
         if record.value is None:

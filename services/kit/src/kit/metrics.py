@@ -16,6 +16,10 @@ handler_retries = Counter(
     "Handler attempts that raised and were retried",
     ["event_type"],
 )
+isolated_batches = Counter(
+    "pipeline_consumer_isolated_batches_total",
+    "Batches re-run with one savepoint per message because a handler failed on the fast path",
+)
 batch_seconds = Histogram(
     "pipeline_consumer_batch_seconds",
     "Time to handle one consumed batch in one database transaction",

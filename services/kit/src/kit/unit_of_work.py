@@ -46,6 +46,7 @@ class UnitOfWork:
         self._outbox_rows: list[dict[str, Any]] = []
         self._inbox_rows: list[dict[str, Any]] = []
         self._session: Session | None = None
+        self._retained: list[object] = []
 
     @property
     def session(self) -> Session:
@@ -60,6 +61,7 @@ class UnitOfWork:
     def __enter__(self) -> UnitOfWork:
         self._write_lock.__enter__()
         self._session = self._session_factory()
+        self._retained = []
         self._outbox_rows.clear()
         self._inbox_rows.clear()
         return self
@@ -72,6 +74,11 @@ class UnitOfWork:
             session.close()
         finally:
             self._write_lock.__exit__(None, None, None)
+
+    def retain(self, objects: Iterable[object]) -> None:
+        """Keeps loaded objects alive for the transaction: the session's identity map holds
+        them only weakly, and a prefetch is useless if they are collected before use."""
+        self._retained.extend(objects)
 
     # -- emitting -------------------------------------------------------------------------
 

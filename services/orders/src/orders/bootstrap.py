@@ -8,7 +8,7 @@ from orders import contracts
 from orders.adapters.tables import OrdersBase
 from orders.entrypoints.api import router
 from orders.handlers.catalog import on_catalog_item_updated
-from orders.handlers.saga import on_order_event
+from orders.handlers.saga import lock_orders_of_batch, on_order_event
 
 SAGA_EVENTS = (
     "StockReserved",
@@ -31,6 +31,8 @@ def definition() -> ServiceDefinition:
         title="Order Pipeline — orders gateway and saga",
         metadata=OrdersBase.metadata,
         routes=contracts.PUBLISHES,
-        subscription=Subscription(contracts.CONSUMES_TOPICS, handlers),
+        subscription=Subscription(
+            contracts.CONSUMES_TOPICS, handlers, prefetch=lock_orders_of_batch
+        ),
         routers=[router],
     )

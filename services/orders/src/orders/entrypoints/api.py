@@ -126,13 +126,12 @@ async def create_order(
         traceparent=traceparent,
     )
 
-    def place(uow: UnitOfWork) -> OrderOut:
-        order = place_order(uow, command, shipping)
-        return _order_out(order, _timeline(uow.session, order.order_id))
+    def place(uow: UnitOfWork) -> Order:
+        return place_order(uow, command, shipping)
 
     try:
         # 202 only once the order and its OrderPlaced are committed.
-        placed = await runtime.committer.submit(place)
+        order = await runtime.committer.submit(place)
     except PricingError as error:
         raise ProblemError(
             422,
@@ -145,8 +144,8 @@ async def create_order(
             ],
         ) from error
     metrics.orders_placed.inc()
-    response.headers["Location"] = f"/v1/orders/{placed.order_id}"
-    return placed
+    response.headers["Location"] = f"/v1/orders/{order.order_id}"
+    return _order_out(order, order.timeline)
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut)

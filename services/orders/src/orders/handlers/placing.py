@@ -32,10 +32,13 @@ def place_order(uow: UnitOfWork, command: PlaceOrder, shipping: ShippingPolicy) 
 
     Raises PricingError for unknown or inactive SKUs; nothing is staged then."""
     skus = {line.sku for line in command.lines}
-    catalog = {
-        item.sku: CatalogEntry(item.sku, item.name, item.unit_price, item.currency, item.active)
-        for item in uow.session.scalars(select(CatalogItem).where(CatalogItem.sku.in_(skus)))
-    }
+    # The catalog is never written in this session: no need to flush the batch's orders first.
+    with uow.session.no_autoflush:
+        items = uow.session.scalars(select(CatalogItem).where(CatalogItem.sku.in_(skus)))
+        catalog = {
+            item.sku: CatalogEntry(item.sku, item.name, item.unit_price, item.currency, item.active)
+            for item in items
+        }
     priced = quote(command.lines, catalog, shipping)
     now = datetime.now(UTC)
     order = Order(
@@ -65,17 +68,16 @@ def place_order(uow: UnitOfWork, command: PlaceOrder, shipping: ShippingPolicy) 
         correlation_id=order.order_id,
         trace_id=trace_id_of(command.traceparent),
     )
-    uow.session.add(order)
-    uow.session.add(
+    order.timeline = [
         TimelineEntry(
-            order_id=order.order_id,
             event_id=envelope.event_id,
             event_type="OrderPlaced",
             source="orders",
             occurred_at=now,
             status_after=order.status,
         )
-    )
+    ]
+    uow.session.add(order)
     uow.emit(envelope)
     return order
 

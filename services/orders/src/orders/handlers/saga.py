@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+from sqlalchemy import select
 
 from kit.envelope import Envelope
 from kit.unit_of_work import UnitOfWork
@@ -36,9 +38,21 @@ def _learn(order: Order, event_type: str, payload: Mapping[str, Any]) -> None:
             order.tracking_number = payload["tracking_number"]
 
 
+def lock_orders_of_batch(envelopes: Sequence[Envelope], uow: UnitOfWork) -> None:
+    """One query locks every order the batch is about; handlers then find them in memory."""
+    order_ids = {e.payload["order_id"] for e in envelopes if "order_id" in e.payload}
+    if order_ids:
+        uow.retain(
+            uow.session.scalars(
+                select(Order).where(Order.order_id.in_(order_ids)).with_for_update()
+            )
+        )
+
+
 def on_order_event(envelope: Envelope, uow: UnitOfWork) -> None:
     order_id = envelope.payload["order_id"]
-    order = uow.session.get(Order, order_id, with_for_update=True)
+    # Locked by lock_orders_of_batch: this finds it in the session without a query.
+    order = uow.session.get(Order, order_id)
     if order is None:
         log.warning("%s for an unknown order %s; ignored", envelope.event_type, order_id)
         return

@@ -77,8 +77,14 @@ class Pipeline:
                 stderr=subprocess.STDOUT,
                 cwd=REPO_ROOT,
             )
-        for service in services or SERVICES:
-            wait_until(lambda s=service: self._healthy(s), timeout_s, f"{service} to be healthy")  # type: ignore[misc]
+        try:
+            for service in services or SERVICES:
+                wait_until(
+                    lambda s=service: self._healthy(s), timeout_s, f"{service} to be healthy"
+                )  # type: ignore[misc]
+        except BaseException:
+            self.stop()  # never leave the healthy ones running behind a failed start
+            raise
 
     def _healthy(self, service: str) -> bool:
         process = self.processes[service]

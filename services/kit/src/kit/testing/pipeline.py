@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -79,9 +80,7 @@ class Pipeline:
             )
         try:
             for service in services or SERVICES:
-                wait_until(
-                    lambda s=service: self._healthy(s), timeout_s, f"{service} to be healthy"
-                )  # type: ignore[misc]
+                wait_until(partial(self._healthy, service), timeout_s, f"{service} to be healthy")
         except BaseException:
             self.stop()  # never leave the healthy ones running behind a failed start
             raise

@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -60,6 +61,7 @@ BENCH_SKUS = ("BENCH-MUG", "BENCH-TEE", "BENCH-CAP", "BENCH-SOCKS")
 BENCH_STOCK = 10_000_000
 PERF_TOPIC = "bench.perf"
 PERF_PARTITIONS = 6
+POOL_SIZE = 8  # connections per httpx client of the load
 PERF_RUNS = (
     ("producer_warmup", "ProducerPerformance warm-up"),
     ("producer", "ProducerPerformance acks=all"),
@@ -144,7 +146,8 @@ def machine_busy_seconds() -> float:
     """CPU time the whole machine spent not idle (all cores), from /proc/stat."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle, iowait = values[3], values[4]
-    # guest time is already counted in user/nice.
+    # user nice system idle iowait irq softirq steal: steal (the hypervisor gave the core to
+    # someone else) counts as busy; guest time is already inside user/nice.
     return (sum(values[:8]) - idle - iowait) / CLK_TCK
 
 
@@ -258,39 +261,50 @@ def hop_gaps(timeline: Sequence[Mapping[str, Any]]) -> list[tuple[str, float]]:
 # ----------------------------------------------------------------------- the services
 
 
-async def scrape(http: httpx.AsyncClient, pipeline: Pipeline) -> dict[str, dict[str, float]]:
-    """WATCHED_METRICS of every service, each summed over its labels."""
+@dataclass(frozen=True)
+class Scrape:
+    """WATCHED_METRICS of one service (summed over labels) and when its answer arrived."""
 
-    async def one(service: str) -> tuple[str, dict[str, float]]:
-        response = await http.get(
-            pipeline.url(service) + "/metrics", timeout=10, follow_redirects=True
-        )
+    at: float  # time.monotonic()
+    values: dict[str, float]
+
+    def rate(self, earlier: Scrape, name: str) -> float:
+        return (self.values[name] - earlier.values[name]) / max(self.at - earlier.at, 1e-9)
+
+
+async def scrape(
+    http: httpx.AsyncClient, pipeline: Pipeline, services: Sequence[str] = SERVICES
+) -> dict[str, Scrape]:
+    """Reads /metrics of `services` concurrently (each answer keeps its own arrival time)."""
+
+    async def one(service: str) -> tuple[str, Scrape]:
+        response = await http.get(pipeline.url(service) + "/metrics", follow_redirects=True)
         response.raise_for_status()
         sums: dict[str, float] = dict.fromkeys(WATCHED_METRICS, 0.0)
         for family in text_string_to_metric_families(response.text):
             for sample in family.samples:
                 if sample.name in sums:
                     sums[sample.name] += sample.value
-        return service, sums
+        return service, Scrape(time.monotonic(), sums)
 
-    return dict(await asyncio.gather(*(one(s) for s in SERVICES)))
-
-
-def total(metrics: Mapping[str, Mapping[str, float]], name: str) -> float:
-    return sum(m[name] for m in metrics.values())
+    return dict(await asyncio.gather(*(one(s) for s in services)))
 
 
-def finished_orders(metrics: Mapping[str, Mapping[str, float]]) -> float:
-    orders = metrics["orders"]
+def finished_orders(scrapes: Mapping[str, Scrape]) -> float:
+    orders = scrapes["orders"].values
     return orders["orders_completed_total"] + orders["orders_cancelled_total"]
+
+
+def open_orders(scrapes: Mapping[str, Scrape]) -> int:
+    return int(scrapes["orders"].values["orders_placed_total"] - finished_orders(scrapes))
 
 
 def wait_for_first_order(pipeline: Pipeline, body: dict[str, Any], timeout_s: float) -> str:
     """POSTs a probe order until the catalog has reached the gateway, then waits for COMPLETED."""
-    gateway = pipeline.url("orders")
+    http = httpx.Client(base_url=pipeline.url("orders"), timeout=10)
 
     def place() -> str | None:
-        response = httpx.post(f"{gateway}/v1/orders", json=body, timeout=10)
+        response = http.post("/v1/orders", json=body)
         if response.status_code == 422 and "unknown SKU" in response.text:
             return None  # the catalog copy has not arrived yet
         if response.status_code != 202:
@@ -298,15 +312,15 @@ def wait_for_first_order(pipeline: Pipeline, body: dict[str, Any], timeout_s: fl
         order_id: str = response.json()["order_id"]
         return order_id
 
-    order_id = wait_until(place, timeout_s, "the gateway to accept a probe order", 0.25)
-
     def completed() -> bool:
-        status = httpx.get(f"{gateway}/v1/orders/{order_id}", timeout=10).json()["status"]
+        status = http.get(f"/v1/orders/{order_id}").json()["status"]
         if status == "CANCELLED":
             raise RuntimeError(f"probe order {order_id} was cancelled")
         return bool(status == "COMPLETED")
 
-    wait_until(completed, timeout_s, f"probe order {order_id} to complete", 0.2)
+    with http:
+        order_id = wait_until(place, timeout_s, "the gateway to accept a probe order", 0.25)
+        wait_until(completed, timeout_s, f"probe order {order_id} to complete", 0.2)
     return order_id
 
 
@@ -315,7 +329,8 @@ def wait_for_first_order(pipeline: Pipeline, body: dict[str, Any], timeout_s: fl
 
 @dataclass
 class Sent:
-    sent_at: float  # loop time
+    scheduled: float  # loop time the send was due; latencies count from here
+    sent_at: float  # loop time the task was started (after any scheduling lag)
     responded_at: float | None = None
     status: int | None = None
     error: str | None = None
@@ -329,6 +344,7 @@ class StepResult:
     sent: int
     send_rate_per_s: float
     max_send_lag_ms: float
+    max_in_flight: int
     accepted: int
     accepted_in_window: int
     accepted_per_s: float
@@ -337,7 +353,7 @@ class StepResult:
     backlog_at_start: int
     drained: bool
     drain_s: float
-    unfinished_at_drain_end: int
+    unfinished_at_drain_end: int | None
     fetched: int
     completed: int
     cancelled: int
@@ -353,21 +369,174 @@ class StepResult:
     per_service_consumed_per_s: dict[str, float]
     consumer_lag_at_window_end: dict[str, int]
     outbox_backlog_at_window_end: dict[str, int]
+    metrics_read_delay_s: dict[str, float]
     cores: dict[str, float]
     cores_incl_drain: dict[str, float]
     peak_rss_mib: dict[str, float]
     loadavg_1m_at_end: float
 
 
-async def settle(http: httpx.AsyncClient, pipeline: Pipeline, timeout_s: float) -> int:
-    """Waits (bounded) until every placed order has finished; returns the orders still open."""
-    deadline = time.monotonic() + timeout_s
+async def wait_for_orders(
+    http: httpx.AsyncClient,
+    pipeline: Pipeline,
+    done: Callable[[Mapping[str, Scrape]], bool],
+    deadline: float,
+) -> tuple[bool, Mapping[str, Scrape] | None]:
+    """Polls the gateway's counters until `done` or the (monotonic) deadline; never raises."""
+    last: Mapping[str, Scrape] | None = None
     while True:
-        metrics = await scrape(http, pipeline)
-        open_orders = int(metrics["orders"]["orders_placed_total"] - finished_orders(metrics))
-        if open_orders <= 0 or time.monotonic() > deadline:
-            return max(open_orders, 0)
-        await asyncio.sleep(0.5)
+        with contextlib.suppress(httpx.HTTPError):
+            last = await scrape(http, pipeline, ["orders"])
+            if done(last):
+                return True, last
+        if time.monotonic() >= deadline:
+            return False, last
+        await asyncio.sleep(0.25)
+
+
+async def fetch_orders(
+    http: httpx.AsyncClient, order_ids: Sequence[str], concurrency: int, timeout_s: float
+) -> dict[str, dict[str, Any]]:
+    """GETs each order once, `concurrency` at a time, for at most `timeout_s` overall."""
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(order_id: str) -> dict[str, Any] | None:
+        async with limit:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                response = await http.get(f"/v1/orders/{order_id}")
+                if response.status_code == 200:
+                    order: dict[str, Any] = response.json()
+                    return order
+        return None
+
+    tasks = [asyncio.create_task(one(order_id)) for order_id in order_ids]
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout_s)
+    orders: dict[str, dict[str, Any]] = {}
+    for task in tasks:
+        if task.done() and (order := task.result()) is not None:
+            orders[order["order_id"]] = order
+        else:
+            task.cancel()
+    return orders
+
+
+@dataclass
+class Offered:
+    """What the open-loop sender did: one record per scheduled request."""
+
+    t0: float  # loop time of the first send
+    t0_wall: float  # the same moment, epoch seconds
+    records: list[Sent] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    last_send: float = 0.0
+    max_lag_s: float = 0.0
+    max_in_flight: int = 0
+
+
+async def offer_load(
+    clients: Sequence[httpx.AsyncClient],
+    bodies: Sequence[dict[str, Any]],
+    rate: float,
+    args: argparse.Namespace,
+) -> Offered:
+    """Open loop: POSTs bodies[i] at t0 + i/rate, never waiting for earlier responses.
+
+    At most --connections requests are in flight; the others wait on an asyncio.Semaphore
+    (which costs nothing, unlike queueing in httpx's pool). Each request gets
+    --request-timeout from its scheduled time, queueing included. Returns once the last
+    request is sent; its tasks are still running.
+    """
+    loop = asyncio.get_running_loop()
+    slots = asyncio.Semaphore(args.connections)
+    in_flight = 0
+    offered = Offered(t0=loop.time(), t0_wall=time.time())
+
+    async def send(record: Sent, body: dict[str, Any], http: httpx.AsyncClient) -> None:
+        nonlocal in_flight
+        try:
+            async with asyncio.timeout_at(record.scheduled + args.request_timeout), slots:
+                in_flight += 1
+                offered.max_in_flight = max(offered.max_in_flight, in_flight)
+                try:
+                    response = await http.post("/v1/orders", json=body)
+                finally:
+                    in_flight -= 1
+        except TimeoutError:
+            record.error = "timeout"
+        except httpx.HTTPError as exc:
+            record.error = type(exc).__name__
+        else:
+            record.status = response.status_code
+            if response.status_code == 202:
+                record.order_id = response.json()["order_id"]
+            else:
+                record.error = f"HTTP {response.status_code}"
+        record.responded_at = loop.time()
+
+    for i, body in enumerate(bodies):
+        target = offered.t0 + i / rate
+        if (delay := target - loop.time()) > 0:
+            await asyncio.sleep(delay)
+        now = loop.time()
+        offered.max_lag_s = max(offered.max_lag_s, now - target)
+        record = Sent(scheduled=target, sent_at=now)
+        offered.records.append(record)
+        http = clients[i % len(clients)]
+        offered.tasks.append(asyncio.create_task(send(record, body, http)))
+    offered.last_send = loop.time()
+    return offered
+
+
+def completion_stats(
+    orders: Mapping[str, Mapping[str, Any]],
+    offered: Offered,
+    deadline_wall: float,
+) -> dict[str, Any]:
+    """Completed count, rate and latencies of the orders that completed by `deadline_wall`."""
+    scheduled_wall = {
+        r.order_id: offered.t0_wall + (r.scheduled - offered.t0) for r in offered.records
+    }
+    latencies: list[float] = []
+    from_send: list[float] = []
+    hops: dict[str, list[float]] = {}
+    completions: list[float] = []
+    for order_id, order in orders.items():
+        done_at = parse_time(order.get("completed_at"))
+        placed_at = parse_time(order.get("placed_at"))
+        if order["status"] != "COMPLETED" or done_at is None or placed_at is None:
+            continue
+        if done_at > deadline_wall:
+            continue  # finished after the drain: not counted
+        completions.append(done_at)
+        latencies.append(done_at - placed_at)
+        from_send.append(done_at - scheduled_wall[order_id])
+        for event_type, gap in hop_gaps(order.get("timeline") or []):
+            hops.setdefault(event_type, []).append(gap)
+    span = (max(completions) - offered.t0_wall) if completions else None
+    return {
+        "completed": len(completions),
+        "cancelled": sum(1 for o in orders.values() if o["status"] == "CANCELLED"),
+        "completed_per_s": round(len(completions) / span, 1) if span else None,
+        "completion_span_s": round(span, 2) if span else None,
+        "latency_s": latency_summary(latencies),
+        "latency_from_send_s": latency_summary(from_send),
+        "hop_latency_s": {name: latency_summary(gaps) for name, gaps in hops.items()},
+    }
+
+
+def load_clients(gateway: str, args: argparse.Namespace) -> list[httpx.AsyncClient]:
+    """Small pools rather than one big one for the load.
+
+    httpcore scans every pooled connection (a poll() each) on every request event, so one
+    pool of 64 made this process use 0.3-0.5 of the 2 cores the pipeline runs on; pools of
+    POOL_SIZE connections keep it at a fraction of that.
+    """
+    limits = httpx.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE)
+    return [
+        httpx.AsyncClient(base_url=gateway, limits=limits, timeout=args.request_timeout)
+        for _ in range(max(1, math.ceil(args.connections / POOL_SIZE)))
+    ]
 
 
 async def run_step(
@@ -378,150 +547,82 @@ async def run_step(
     args: argparse.Namespace,
     first_n: int,
 ) -> StepResult:
-    loop = asyncio.get_running_loop()
-    limits = httpx.Limits(
-        max_connections=args.connections, max_keepalive_connections=args.connections
-    )
-    timeout = httpx.Timeout(args.request_timeout)
-    async with (
-        httpx.AsyncClient(base_url=pipeline.url("orders"), limits=limits, timeout=timeout) as http,
-        tracking_rss(pids) as rss,
-    ):
-        backlog = await settle(http, pipeline, args.settle)
+    loop = asyncio.get_running_loop()  # its clock is time.monotonic(), as every deadline here
+    gateway = pipeline.url("orders")
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(c) for c in load_clients(gateway, args)]
+        # Metrics and GETs get their own client so they never queue behind the load.
+        side = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=gateway, limits=httpx.Limits(max_connections=8), timeout=60)
+        )
+        rss = await stack.enter_async_context(tracking_rss(pids))
+        settled, _ = await wait_for_orders(
+            side, pipeline, lambda m: open_orders(m) <= 0, loop.time() + args.settle
+        )
+        backlog = 0 if settled else open_orders(await scrape(side, pipeline, ["orders"]))
         if backlog:
             log(f"  {backlog} orders of earlier steps still open; starting anyway")
         count = max(1, round(rate * args.duration))
         bodies = [bench_order(order_body, first_n + i) for i in range(count)]
-        before = await scrape(http, pipeline)
-        records: list[Sent] = []
+        before = await scrape(side, pipeline)
 
-        async def send(record: Sent, body: dict[str, Any]) -> None:
-            try:
-                response = await http.post("/v1/orders", json=body)
-            except httpx.HTTPError as exc:
-                record.error = type(exc).__name__
-            else:
-                record.status = response.status_code
-                if response.status_code == 202:
-                    record.order_id = response.json()["order_id"]
-                else:
-                    record.error = f"HTTP {response.status_code}"
-            record.responded_at = loop.time()
-
-        window = CpuWindow(pids)
-        long_window = CpuWindow(pids)
+        window, long_window = CpuWindow(pids), CpuWindow(pids)
         window.start()
         long_window.start()
-        t0 = loop.time()
-        t0_wall = time.time()
-        tasks: list[asyncio.Task[None]] = []
-        max_lag = 0.0
-        for i, body in enumerate(bodies):
-            target = t0 + i / rate
-            if (delay := target - loop.time()) > 0:
-                await asyncio.sleep(delay)
-            now = loop.time()
-            max_lag = max(max_lag, now - target)
-            record = Sent(sent_at=now)
-            records.append(record)
-            tasks.append(asyncio.create_task(send(record, body)))
-        last_send = loop.time()
-        window_end = t0 + args.duration
+        offered = await offer_load(clients, bodies, rate, args)
+        window_end = offered.t0 + args.duration
         await asyncio.sleep(max(0.0, window_end - loop.time()))
         cores = window.cores()
-        at_window_end = await scrape(http, pipeline)
+        at_window_end = await scrape(side, pipeline)
+        log(f"  window over; waiting for responses and the drain (up to {args.drain:g}s)")
 
-        # Late responses are still counted as accepted, just not as accepted in the window.
-        if tasks:
-            await asyncio.wait(tasks, timeout=args.request_timeout + 10)
-        for task in tasks:
+        # Every request ends by its own deadline; late 202s still count as accepted.
+        await asyncio.wait(offered.tasks, timeout=args.request_timeout + 5)
+        for task in offered.tasks:
             task.cancel()
-        accepted = [r for r in records if r.order_id is not None]
+        accepted = [r for r in offered.records if r.order_id is not None]
         target_finished = finished_orders(before) + len(accepted)
-        drain_deadline = window_end + args.drain
-        while True:
-            after = await scrape(http, pipeline)
-            drained = finished_orders(after) >= target_finished
-            if drained or loop.time() >= drain_deadline:
-                break
-            await asyncio.sleep(0.25)
+        drained, after_drain = await wait_for_orders(
+            side, pipeline, lambda m: finished_orders(m) >= target_finished, window_end + args.drain
+        )
         drain_end = loop.time()
-        drain_end_wall = t0_wall + (drain_end - t0)
         cores_incl_drain = long_window.cores()
-        unfinished = max(0, int(target_finished - finished_orders(after)))
-
+        after = at_window_end
+        with contextlib.suppress(httpx.HTTPError):
+            after = await scrape(side, pipeline)
         # One read per accepted order, after the drain: no polling while the load runs.
-        limit = asyncio.Semaphore(args.fetch_concurrency)
+        orders = await fetch_orders(
+            side, [r.order_id for r in accepted if r.order_id], args.fetch_concurrency,
+            args.fetch_timeout,
+        )  # fmt: skip
 
-        async def fetch(order_id: str) -> dict[str, Any] | None:
-            async with limit:
-                with contextlib.suppress(httpx.HTTPError):
-                    response = await http.get(f"/v1/orders/{order_id}")
-                    if response.status_code == 200:
-                        order: dict[str, Any] = response.json()
-                        return order
-            return None
-
-        fetches = [asyncio.create_task(fetch(r.order_id)) for r in accepted if r.order_id]
-        if fetches:
-            await asyncio.wait(fetches, timeout=args.fetch_timeout)
-        orders: dict[str, dict[str, Any]] = {}
-        for fetching in fetches:
-            if (
-                fetching.done()
-                and fetching.exception() is None
-                and (order := fetching.result()) is not None
-            ):
-                orders[order["order_id"]] = order
-            else:
-                fetching.cancel()
-
-    sent_wall = {r.order_id: t0_wall + (r.sent_at - t0) for r in accepted if r.order_id}
-    latencies: list[float] = []
-    from_send: list[float] = []
-    hops: dict[str, list[float]] = {}
-    completions: list[float] = []
-    for order_id, order in orders.items():
-        done_at = parse_time(order.get("completed_at"))
-        placed_at = parse_time(order.get("placed_at"))
-        if order["status"] != "COMPLETED" or done_at is None or placed_at is None:
-            continue
-        if done_at > drain_end_wall:
-            continue  # finished after the drain: not counted
-        completions.append(done_at)
-        latencies.append(done_at - placed_at)
-        for event_type, gap in hop_gaps(order.get("timeline") or []):
-            hops.setdefault(event_type, []).append(gap)
-        from_send.append(done_at - sent_wall[order_id])
-    span = (max(completions) - t0_wall) if completions else None
-
+    records = offered.records
     in_window = [r for r in accepted if r.responded_at is not None and r.responded_at <= window_end]
-    post_latencies = [r.responded_at - r.sent_at for r in records if r.responded_at is not None]
+    post_latencies = [r.responded_at - r.scheduled for r in accepted if r.responded_at is not None]
     errors = Counter(r.error or "no response" for r in records if r.order_id is None)
 
-    def delta(name: str, service: str, later: Mapping[str, Mapping[str, float]]) -> float:
-        return later[service][name] - before[service][name]
+    def window_rate(metric: str) -> dict[str, float]:
+        return {s: round(at_window_end[s].rate(before[s], metric), 1) for s in SERVICES}
 
-    published = {
-        s: round(delta("pipeline_messages_published_total", s, at_window_end) / args.duration, 1)
+    def window_end_value(metric: str) -> dict[str, int]:
+        return {s: int(at_window_end[s].values[metric]) for s in SERVICES}
+
+    published = window_rate("pipeline_messages_published_total")
+    consumed = window_rate("pipeline_messages_consumed_total")
+    published_in_step = sum(
+        after[s].values["pipeline_messages_published_total"]
+        - before[s].values["pipeline_messages_published_total"]
         for s in SERVICES
-    }
-    consumed = {
-        s: round(delta("pipeline_messages_consumed_total", s, at_window_end) / args.duration, 1)
-        for s in SERVICES
-    }
-    published_whole_step = total(after, "pipeline_messages_published_total") - total(
-        before, "pipeline_messages_published_total"
     )
-    finished_count = finished_orders(after) - finished_orders(before)
+    finished_in_step = finished_orders(after) - finished_orders(before)
+    sent_span = offered.last_send - offered.t0
     return StepResult(
         offered_per_s=rate,
         duration_s=args.duration,
         sent=len(records),
-        send_rate_per_s=round(len(records) / max(last_send - t0, 1e-9), 1)
-        if len(records) > 1
-        else float(len(records)),
-        max_send_lag_ms=round(max_lag * 1000, 1),
+        send_rate_per_s=round((len(records) - 1) / sent_span, 1) if sent_span > 0 else rate,
+        max_send_lag_ms=round(offered.max_lag_s * 1000, 1),
+        max_in_flight=offered.max_in_flight,
         accepted=len(accepted),
         accepted_in_window=len(in_window),
         accepted_per_s=round(len(in_window) / args.duration, 1),
@@ -530,28 +631,21 @@ async def run_step(
         backlog_at_start=backlog,
         drained=drained,
         drain_s=round(max(0.0, drain_end - window_end), 2),
-        unfinished_at_drain_end=unfinished,
+        unfinished_at_drain_end=max(0, int(target_finished - finished_orders(after_drain)))
+        if after_drain
+        else None,
         fetched=len(orders),
-        completed=len(completions),
-        cancelled=sum(1 for o in orders.values() if o["status"] == "CANCELLED"),
-        completed_per_s=round(len(completions) / span, 1) if span else None,
-        completion_span_s=round(span, 2) if span else None,
-        latency_s=latency_summary(latencies),
-        latency_from_send_s=latency_summary(from_send),
-        hop_latency_s={event_type: latency_summary(gaps) for event_type, gaps in hops.items()},
+        **completion_stats(orders, offered, offered.t0_wall + (drain_end - offered.t0)),
         events_published_per_s=round(sum(published.values()), 1),
         events_consumed_per_s=round(sum(consumed.values()), 1),
-        events_per_order=round(published_whole_step / finished_count, 2)
-        if finished_count
+        events_per_order=round(published_in_step / finished_in_step, 2)
+        if finished_in_step
         else None,
         per_service_published_per_s=published,
         per_service_consumed_per_s=consumed,
-        consumer_lag_at_window_end={
-            s: int(at_window_end[s]["pipeline_consumer_lag"]) for s in SERVICES
-        },
-        outbox_backlog_at_window_end={
-            s: int(at_window_end[s]["pipeline_outbox_backlog"]) for s in SERVICES
-        },
+        consumer_lag_at_window_end=window_end_value("pipeline_consumer_lag"),
+        outbox_backlog_at_window_end=window_end_value("pipeline_outbox_backlog"),
+        metrics_read_delay_s={s: round(at_window_end[s].at - window_end, 2) for s in SERVICES},
         cores=cores,
         cores_incl_drain=cores_incl_drain,
         peak_rss_mib=dict(rss.peak_mib),
@@ -625,28 +719,30 @@ async def run_java_tool(
     process = await asyncio.create_subprocess_exec(
         *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
+    watched = {"tool": process.pid, **({BROKER: broker_pid} if broker_pid else {})}
     try:
-        out, _ = await asyncio.wait_for(process.communicate(), timeout_s)
+        async with tracking_rss(watched) as rss:
+            out, _ = await asyncio.wait_for(process.communicate(), timeout_s)
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
     elapsed = time.monotonic() - started
+    broker_after = cpu_seconds(broker_pid) if broker_pid else None
     text = out.decode(errors="replace")
     if process.returncode != 0:
         raise RuntimeError(f"{main_class} exited with {process.returncode}:\n{text[-3000:]}")
+    # The tool is our only child that exits meanwhile (the services were stopped before).
     children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     tool_cpu = (children_after.ru_utime + children_after.ru_stime) - (
         children_before.ru_utime + children_before.ru_stime
     )
-    usage = {
-        "wall_s": round(elapsed, 2),
-        "tool_cores": round(tool_cpu / elapsed, 3),
-        "tool_peak_rss_mib": round(children_after.ru_maxrss / 1024, 1),
-    }
-    broker_after = cpu_seconds(broker_pid) if broker_pid else None
+    usage = {"wall_s": round(elapsed, 2), "tool_cores": round(tool_cpu / elapsed, 3)}
+    if "tool" in rss.peak_mib:
+        usage["tool_peak_rss_mib"] = rss.peak_mib["tool"]
     if broker_before is not None and broker_after is not None:
         usage["broker_cores"] = round((broker_after - broker_before) / elapsed, 3)
+        usage["broker_peak_rss_mib"] = rss.peak_mib.get(BROKER, 0.0)
     return text, usage
 
 
@@ -760,6 +856,8 @@ DETAIL_COLUMNS: list[Column] = [
     ("completed", lambda s: s["completed"]),
     ("span s", lambda s: s["completion_span_s"]),
     ("events/order", lambda s: s["events_per_order"]),
+    ("send->done p50", lambda s: ms(s["latency_from_send_s"]["p50"])),
+    ("send->done p99", lambda s: ms(s["latency_from_send_s"]["p99"])),
     ("send lag ms", lambda s: s["max_send_lag_ms"]),
     ("backlog at start", lambda s: s["backlog_at_start"]),
 ]
@@ -769,6 +867,8 @@ PERF_COLUMNS: list[Column] = [
     ("MB/s", lambda r: r["mb_per_s"]),
     ("tool cores", lambda r: r["tool_cores"]),
     ("broker cores", lambda r: r.get("broker_cores")),
+    ("tool RSS", lambda r: r.get("tool_peak_rss_mib")),
+    ("broker RSS", lambda r: r.get("broker_peak_rss_mib")),
     ("wall s", lambda r: r["wall_s"]),
 ]
 
@@ -779,10 +879,12 @@ def columns_table(columns: Sequence[Column], rows: Sequence[Mapping[str, Any]]) 
 
 def report(results: Mapping[str, Any]) -> str:
     steps: list[dict[str, Any]] = results["steps"]
-    machine = results["machine"]
+    machine, code = results["machine"], results["code"]
+    dirty = f" + {len(code['modified'])} modified files" if code["modified"] else ""
     parts = [
         f"Benchmark {results['started_at']} on {machine['cpu_count']} cores "
-        f"({machine['cpu_model']}), Kafka {machine['kafka_version']}",
+        f"({machine['cpu_model']}), Kafka {machine['kafka_version']}, "
+        f"commit {code['commit']}{dirty}",
         "",
         "Offered load (latencies in ms; e2e = the order's placed_at -> completed_at):",
         columns_table(RATE_COLUMNS, steps),
@@ -895,7 +997,7 @@ def machine_info() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu_model = line.split(":", 1)[1].strip()
                 break
-    mem_mib = status_like("/proc/meminfo", "MemTotal")
+    mem_mib = meminfo_mib("MemTotal")
     java = "unknown"
     with contextlib.suppress(Exception):
         proc = subprocess.run(
@@ -914,9 +1016,27 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def status_like(path: str, key: str) -> float | None:
+def code_version() -> dict[str, Any]:
+    """The commit measured and the files that differed from it (the services run from here)."""
+
+    def git(*git_args: str) -> str:
+        proc = subprocess.run(
+            ["git", *git_args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30
+        )
+        return proc.stdout.rstrip() if proc.returncode == 0 else ""
+
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        status = git("status", "--porcelain", "--untracked-files=no")
+        return {
+            "commit": git("rev-parse", "--short", "HEAD") or "unknown",
+            "modified": [line[3:] for line in status.splitlines()],
+        }
+    return {"commit": "unknown", "modified": []}
+
+
+def meminfo_mib(key: str) -> float | None:
     with contextlib.suppress(OSError):
-        for line in Path(path).read_text().splitlines():
+        for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith(key + ":"):
                 return round(int(line.split()[1]) / 1024, 1)
     return None
@@ -938,9 +1058,17 @@ async def measure(
     if broker_pid:
         pids[BROKER] = broker_pid
     first_n = 0
+    if args.warmup > 0:
+        log(f"warm-up (not measured): {args.warmup_rate:g} orders/s for {args.warmup:g}s")
+        warmup_args = argparse.Namespace(**{**vars(args), "duration": args.warmup})
+        warm = await run_step(pipeline, pids, order_body, args.warmup_rate, warmup_args, first_n)
+        first_n += warm.sent
+        results["warmup"] = dataclasses.asdict(warm)
+    # A step rarely needs all of its bounds; the perf tools need about a minute.
     step_budget = args.duration + args.drain + args.settle + args.fetch_timeout / 4
+    perf_budget = 60.0 if args.perf_records > 0 else 0.0
     for rate in args.rates:
-        if time.monotonic() + step_budget > deadline:
+        if time.monotonic() + step_budget + perf_budget > deadline:
             log(f"skipping {rate:g}/s and later: not enough time left (--time-limit)")
             results["skipped_rates"] = [r for r in args.rates if r >= rate]
             break
@@ -980,9 +1108,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--rates", type=rates, default=rates("50,100,200,400"), help="offered orders/s, a step each"
     )
     add("--duration", type=float, default=20.0, help="seconds of sending per step")
+    add("--warmup", type=float, default=10.0, help="unmeasured warm-up seconds; 0: none")
+    add("--warmup-rate", type=float, default=20.0, help="orders/s of the warm-up")
     add("--drain", type=float, default=30.0, help="max s after a window for its orders to finish")
     add("--settle", type=float, default=30.0, help="max s before a step for earlier orders")
-    add("--connections", type=int, default=256, help="HTTP connection pool size")
+    add("--connections", type=int, default=64, help="max requests in flight (pool size)")
     add("--request-timeout", type=float, default=30.0, help="per request, s")
     add("--fetch-concurrency", type=int, default=16, help="GETs at once when reading orders")
     add("--fetch-timeout", type=float, default=120.0, help="bound on reading a step's orders, s")
@@ -1009,6 +1139,22 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def stop_everything(pipeline: Pipeline | None, broker: Any) -> None:
+    """Services first (they flush to the broker), then the broker; a second Ctrl-C kills."""
+    try:
+        if pipeline is not None:
+            try:
+                pipeline.stop()
+            except KeyboardInterrupt:
+                pipeline.stop(kill=True)
+    finally:
+        if broker is not None:
+            try:
+                broker.stop()
+            except KeyboardInterrupt:
+                broker.stop(timeout=1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.monotonic()
@@ -1020,6 +1166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "machine": machine_info(),
+        "code": code_version(),
         "work_dir": str(work_dir),
         "steps": [],
     }
@@ -1059,13 +1206,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             log("interrupted; stopping everything")
         except Exception as exc:
             failed = True
-            results["error"] = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, TimeoutError) and time.monotonic() >= deadline:
+                results["error"] = f"--time-limit of {args.time_limit:g}s reached"
+            else:
+                results["error"] = f"{type(exc).__name__}: {exc}"
+                traceback.print_exc()
             log(f"failed: {results['error']}")
         finally:
-            if pipeline is not None:
-                pipeline.stop()
-            if broker is not None:
-                broker.stop()
+            stop_everything(pipeline, broker)
     results["total_s"] = round(time.monotonic() - started, 1)
     summarise(results)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from kit.settings import REPO_ROOT
+from kit.testing.orders import order_body
 from kit.testing.pipeline import SERVICES, Pipeline, wait_until
 from kit.testing.servers import kafkactl
 
@@ -100,16 +101,7 @@ def bench_catalog(stock: int = BENCH_STOCK) -> str:
     )
 
 
-def order_body_factory() -> Callable[..., dict[str, Any]]:
-    """The integration tests' `order_body`; tests/ is importable from the repository root."""
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    from tests.integration.helpers import order_body
-
-    return order_body
-
-
-def bench_order(order_body: Callable[..., dict[str, Any]], n: int) -> dict[str, Any]:
+def bench_order(n: int) -> dict[str, Any]:
     first, second = BENCH_SKUS[n % 4], BENCH_SKUS[(n // 4 + 1 + n) % 4]
     lines = [(first, 1)] if first == second else [(first, 1), (second, 1 + n % 2)]
     body: dict[str, Any] = order_body(lines, customer=f"bench-{n % 500}")
@@ -542,7 +534,6 @@ def load_clients(gateway: str, args: argparse.Namespace) -> list[httpx.AsyncClie
 async def run_step(
     pipeline: Pipeline,
     pids: dict[str, int],
-    order_body: Callable[..., dict[str, Any]],
     rate: float,
     args: argparse.Namespace,
     first_n: int,
@@ -563,7 +554,7 @@ async def run_step(
         if backlog:
             log(f"  {backlog} orders of earlier steps still open; starting anyway")
         count = max(1, round(rate * args.duration))
-        bodies = [bench_order(order_body, first_n + i) for i in range(count)]
+        bodies = [bench_order(first_n + i) for i in range(count)]
         before = await scrape(side, pipeline)
 
         window, long_window = CpuWindow(pids), CpuWindow(pids)
@@ -1053,7 +1044,6 @@ async def measure(
     results: dict[str, Any],
     deadline: float,
 ) -> None:
-    order_body = order_body_factory()
     pids = {**pipeline.pids(), CLIENT: os.getpid()}
     if broker_pid:
         pids[BROKER] = broker_pid
@@ -1061,7 +1051,7 @@ async def measure(
     if args.warmup > 0:
         log(f"warm-up (not measured): {args.warmup_rate:g} orders/s for {args.warmup:g}s")
         warmup_args = argparse.Namespace(**{**vars(args), "duration": args.warmup})
-        warm = await run_step(pipeline, pids, order_body, args.warmup_rate, warmup_args, first_n)
+        warm = await run_step(pipeline, pids, args.warmup_rate, warmup_args, first_n)
         first_n += warm.sent
         results["warmup"] = dataclasses.asdict(warm)
     # A step rarely needs all of its bounds; the perf tools need about a minute.
@@ -1073,7 +1063,7 @@ async def measure(
             results["skipped_rates"] = [r for r in args.rates if r >= rate]
             break
         log(f"step: {rate:g} orders/s offered for {args.duration:g}s")
-        step = await run_step(pipeline, pids, order_body, rate, args, first_n)
+        step = await run_step(pipeline, pids, rate, args, first_n)
         first_n += step.sent
         results["steps"].append(dataclasses.asdict(step))
         log(
@@ -1191,7 +1181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             log(f"starting the five services (logs in {pipeline.work_dir})")
             pipeline.start()
-            probe = wait_for_first_order(pipeline, bench_order(order_body_factory(), 0), 90)
+            probe = wait_for_first_order(pipeline, bench_order(0), 90)
             log(f"probe order {probe} completed; the pipeline is warm")
             results["setup_s"] = round(time.monotonic() - started, 1)
             remaining = deadline - time.monotonic()

@@ -69,23 +69,6 @@ stock = { "WH-A" = 1 }
 """
 
 
-def order_body(
-    lines: Sequence[tuple[str, int]], token: str = "tok_visa", customer: str = "c-1"
-) -> dict[str, Any]:
-    return {
-        "customer": {"id": customer, "email": f"{customer}@example.com", "name": "Test Customer"},
-        "shipping_address": {
-            "name": "Test Customer",
-            "line1": "1 Test Street",
-            "city": "Berlin",
-            "postal_code": "10115",
-            "country": "DE",
-        },
-        "lines": [{"sku": sku, "quantity": quantity} for sku, quantity in lines],
-        "payment_token": token,
-    }
-
-
 @dataclass
 class PipelineClient:
     pipeline: Pipeline

@@ -10,9 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
+from kit.testing.orders import order_body
 from kit.testing.pipeline import Pipeline
 from kit.testing.servers import kafkactl
-from tests.integration.helpers import TEST_CATALOG, PipelineClient, order_body
+from tests.integration.helpers import TEST_CATALOG, PipelineClient
 
 
 @pytest.fixture

@@ -6,14 +6,9 @@ import uuid
 
 from aiokafka import AIOKafkaProducer
 
+from kit.testing.orders import order_body
 from kit.testing.pipeline import Pipeline
-from tests.integration.helpers import (
-    CONSUMED_TOPICS,
-    PipelineClient,
-    order_body,
-    read_topic,
-    wait_caught_up,
-)
+from tests.integration.helpers import CONSUMED_TOPICS, PipelineClient, read_topic, wait_caught_up
 
 
 async def test_garbage_lands_in_the_dlq_with_its_reason_and_later_orders_complete(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from kit.testing.orders import order_body
 from kit.testing.pipeline import Pipeline
-from tests.integration.helpers import PipelineClient, order_body, wait_caught_up
+from tests.integration.helpers import PipelineClient, wait_caught_up
 
 
 async def test_an_order_for_more_than_the_stock_is_cancelled_without_payment(

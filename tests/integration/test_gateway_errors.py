@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.integration.helpers import PipelineClient, order_body
+from kit.testing.orders import order_body
+from tests.integration.helpers import PipelineClient
 
 
 def test_an_unknown_sku_is_a_422_naming_the_line(client: PipelineClient) -> None:

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+from kit.testing.orders import order_body
 from kit.testing.pipeline import Pipeline
-from tests.integration.helpers import (
-    PipelineClient,
-    decoded_events,
-    order_body,
-    read_topic,
-    wait_caught_up,
-)
+from tests.integration.helpers import PipelineClient, decoded_events, read_topic, wait_caught_up
 
 ORDERS = 200
 

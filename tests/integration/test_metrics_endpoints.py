@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import httpx
 
+from kit.testing.orders import order_body
 from kit.testing.pipeline import SERVICES, Pipeline
-from tests.integration.helpers import PipelineClient, order_body
+from tests.integration.helpers import PipelineClient
 
 
 def test_every_service_serves_its_message_counts_on_metrics(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aiokafka import AIOKafkaProducer
 
+from kit.testing.orders import order_body
 from kit.testing.pipeline import Pipeline
-from tests.integration.helpers import PipelineClient, order_body, read_topic, wait_caught_up
+from tests.integration.helpers import PipelineClient, read_topic, wait_caught_up
 
 TABLES = {
     "orders": ("orders", "order_timeline"),

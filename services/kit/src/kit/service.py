@@ -163,7 +163,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     install_problem_handlers(app)
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
-    def metrics() -> Response:
+    async def metrics() -> Response:
+        # On the event loop, not the thread pool: a scrape never queues behind busy workers.
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health", tags=["operations"])

@@ -103,42 +103,21 @@ def stop(data_dir: Path) -> None:
 
 
 def create_database(port: int, name: str) -> str:
-    result = subprocess.run(
-        [
-            "psql",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-U",
-            "postgres",
-            "-tAc",
-            f"SELECT 1 FROM pg_database WHERE datname = '{name}'",
-        ],
+    exists = _psql(port, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'")
+    if exists.stdout.strip() != "1":
+        created = _psql(port, "-c", f'CREATE DATABASE "{name}"')
+        if created.returncode != 0:
+            raise PostgresError(f"CREATE DATABASE {name} failed: {created.stderr}")
+    return url(port, name)
+
+
+def _psql(port: int, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", *args],
         capture_output=True,
         text=True,
         check=False,
     )
-    if result.stdout.strip() != "1":
-        created = subprocess.run(
-            [
-                "psql",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-U",
-                "postgres",
-                "-c",
-                f'CREATE DATABASE "{name}"',
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if created.returncode != 0:
-            raise PostgresError(f"CREATE DATABASE {name} failed: {created.stderr}")
-    return url(port, name)
 
 
 def url(port: int, database: str = "postgres") -> str:

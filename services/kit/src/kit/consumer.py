@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import CommitFailedError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from kit import metrics
 from kit.avro_codec import DecodeError, SchemaStore
@@ -190,6 +192,15 @@ class BatchProcessor:
             try:
                 handler(envelope, uow)
                 uow.session.flush()
+            except DBAPIError as error:
+                if not _is_data_error(error):
+                    raise  # deadlock, lost connection...: redeliver the batch, not a dead letter
+                savepoint.rollback()
+                uow.rewind(checkpoint)
+                if attempt < self._max_attempts:
+                    continue
+                self._dead_letter(uow, record, error, attempts=attempt)
+                return False
             except Exception as error:
                 savepoint.rollback()
                 uow.rewind(checkpoint)
@@ -305,14 +316,22 @@ class KafkaBatchConsumer:
             # The transaction rolled back (e.g. the database is unavailable): rewind and let
             # the next poll redeliver the same batch after a pause.
             log.exception("batch of %d failed; it will be redelivered", len(records))
+            still_ours = consumer.assignment()
             for tp, partition_records in batches.items():
-                consumer.seek(tp, partition_records[0].offset)
+                if tp in still_ours:  # a rebalance may have moved it: its new owner reads it
+                    consumer.seek(tp, partition_records[0].offset)
             await asyncio.sleep(1.0)
             return
         metrics.batch_seconds.observe(time.perf_counter() - started)
         metrics.batch_size.observe(len(records))
         offsets = {tp: partition[-1].offset + 1 for tp, partition in batches.items()}
-        await consumer.commit(offsets)
+        try:
+            await consumer.commit(offsets)
+        except CommitFailedError:
+            # The group rebalanced meanwhile: the partitions' new owner redelivers the batch
+            # and its inbox makes that harmless.
+            log.warning("offset commit lost to a rebalance; the batch will be redelivered")
+            return
         self.batches_committed += 1
         for tp, next_offset in offsets.items():
             highwater = consumer.highwater(tp)
@@ -320,3 +339,8 @@ class KafkaBatchConsumer:
                 metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
                     max(highwater - next_offset, 0)
                 )
+
+
+def _is_data_error(error: DBAPIError) -> bool:
+    """A constraint the message itself violates (poison), as opposed to the database failing."""
+    return isinstance(error, IntegrityError)

@@ -52,16 +52,20 @@ class GroupCommitter:
                     future.set_result(outcome)
 
     def _commit(self, works: list[Work]) -> list[Any]:
-        """Fast path: every request in one transaction, no savepoints. If one fails, roll
-        back and run them again, each in its own savepoint, so only it is refused."""
-        try:
-            with self._unit_of_work() as uow:
+        """Fast path: every request in one transaction, no savepoints. If a request's own
+        work fails, roll back and run them again, each in its own savepoint, so only it is
+        refused. A failing commit is never re-run: it may have succeeded, and every request
+        gets the error instead."""
+        with self._unit_of_work() as uow:
+            try:
                 outcomes = [work(uow) for work in works]
+            except Exception as error:
+                if len(works) == 1:
+                    return [error]
+                outcomes = None
+            if outcomes is not None:
                 uow.commit()
-            return outcomes
-        except Exception as error:
-            if len(works) == 1:
-                return [error]
+                return outcomes
         return self._commit_isolated(works)
 
     def _commit_isolated(self, works: list[Work]) -> list[Any]:

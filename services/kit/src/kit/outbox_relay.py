@@ -89,20 +89,22 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         """Publishes one batch; returns how many rows it published (0 when idle or failing)."""
-        rows = await asyncio.to_thread(self._fetch)
-        metrics.outbox_backlog.set(len(rows))
-        if not rows:
-            return 0
-        started = time.perf_counter()
         try:
+            rows = await asyncio.to_thread(self._fetch)
+            metrics.outbox_backlog.set(len(rows))
+            if not rows:
+                return 0
+            started = time.perf_counter()
             await self._send_all(rows)
+            metrics.relay_publish_seconds.observe(time.perf_counter() - started)
+            await asyncio.to_thread(self._delete, [row.id for row in rows])
         except Exception as error:
+            # Broker or database unavailable: the rows stay in the outbox and go out later
+            # (a delete that failed after the send only means duplicates for the inboxes).
             metrics.relay_failures.inc()
-            log.warning("publishing %d outbox rows failed: %s; will retry", len(rows), error)
+            log.warning("outbox relay failed: %s; will retry", error)
             await asyncio.sleep(1.0)
             return 0
-        metrics.relay_publish_seconds.observe(time.perf_counter() - started)
-        await asyncio.to_thread(self._delete, [row.id for row in rows])
         for row in rows:
             metrics.messages_published.labels(row.topic, row.event_type).inc()
         self.published += len(rows)

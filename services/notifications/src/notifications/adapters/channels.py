@@ -14,6 +14,9 @@ class Message:
     recipient: str
     subject: str
     body: str
+    # The notification id: a handler can run more than once before its transaction commits
+    # (redelivery, a batch re-run), so a real channel must drop a key it has already sent.
+    idempotency_key: str = ""
 
 
 class Channel(Protocol):

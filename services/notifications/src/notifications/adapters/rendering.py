@@ -16,8 +16,8 @@ _environment = Environment(
 )
 
 
-def render(template: str, recipient: str, context: dict[str, Any]) -> Message:
+def render(template: str, recipient: str, context: dict[str, Any], idempotency_key: str) -> Message:
     """Templates start with a `Subject:` line, then a blank line, then the body."""
     text = _environment.get_template(f"{template}.txt").render(**context)
     subject_line, _, body = text.partition("\n\n")
-    return Message(recipient, subject_line.removeprefix("Subject:").strip(), body)
+    return Message(recipient, subject_line.removeprefix("Subject:").strip(), body, idempotency_key)

@@ -105,6 +105,7 @@ class NotificationHandlers:
             notification.template,
             contact.email,
             {"order_id": notification.order_id, "name": contact.name, **notification.context},
+            idempotency_key=notification.notification_id,
         )
         self._channel.send(message)
         now = datetime.now(UTC)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -117,6 +118,7 @@ async def create_order(
     traceparent: Annotated[str | None, Header()] = None,
 ) -> OrderOut:
     command = PlaceOrder(
+        order_id=str(uuid.uuid4()),
         customer_id=body.customer.id,
         customer_email=str(body.customer.email),
         customer_name=body.customer.name,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +17,9 @@ from orders.domain.saga import OrderStatus
 
 @dataclass(frozen=True)
 class PlaceOrder:
+    # Chosen by the caller before the write: running the command twice (a retried group
+    # commit) then fails on the primary key instead of storing a second order.
+    order_id: str
     customer_id: str
     customer_email: str
     customer_name: str
@@ -42,7 +44,7 @@ def place_order(uow: UnitOfWork, command: PlaceOrder, shipping: ShippingPolicy) 
     priced = quote(command.lines, catalog, shipping)
     now = datetime.now(UTC)
     order = Order(
-        order_id=str(uuid.uuid4()),
+        order_id=command.order_id,
         customer_id=command.customer_id,
         customer_email=command.customer_email,
         customer_name=command.customer_name,

@@ -44,7 +44,10 @@ def lock_orders_of_batch(envelopes: Sequence[Envelope], uow: UnitOfWork) -> None
     if order_ids:
         uow.retain(
             uow.session.scalars(
-                select(Order).where(Order.order_id.in_(order_ids)).with_for_update()
+                select(Order)
+                .where(Order.order_id.in_(order_ids))
+                .order_by(Order.order_id)  # one lock order for every batch: no deadlocks
+                .with_for_update()
             )
         )
 

@@ -72,8 +72,8 @@ class SampleDatabase:
         SampleBase.metadata.create_all(self.engine)
         self.sessions: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
 
-    def unit_of_work(self) -> UnitOfWork:
-        return UnitOfWork(
+    def unit_of_work(self, kind: type[UnitOfWork] = UnitOfWork) -> UnitOfWork:
+        return kind(
             self.sessions,
             SCHEMAS,
             ROUTES,

@@ -61,3 +61,35 @@ async def test_concurrent_requests_are_committed_together_and_a_failure_stays_al
     assert stored == {f"o-{n}" for n in range(40)} - {"o-7"}
     assert staged == 39  # the refused request's event was rewound with its savepoint
     assert len(db.notified) < 40  # fewer commits than requests: they were grouped
+
+
+async def test_a_commit_that_fails_is_reported_to_everyone_and_never_re_run(
+    db: SampleDatabase,
+) -> None:
+    class CommitThenFail(UnitOfWork):
+        def commit(self) -> None:
+            super().commit()
+            raise ConnectionError("connection lost after COMMIT")
+
+    runs: list[str] = []
+
+    def counted(order_id: str):  # type: ignore[no-untyped-def]
+        def work(uow: UnitOfWork) -> str:
+            runs.append(order_id)
+            return str(store(order_id)(uow))
+
+        return work
+
+    committer = GroupCommitter(lambda: db.unit_of_work(CommitThenFail), max_batch=50)
+    worker = asyncio.create_task(committer.run())
+    try:
+        results = await asyncio.gather(
+            *(committer.submit(counted(f"c-{n}")) for n in range(10)), return_exceptions=True
+        )
+    finally:
+        worker.cancel()
+    assert all(isinstance(r, ConnectionError) for r in results)
+    assert sorted(runs) == sorted(f"c-{n}" for n in range(10))  # each ran once: no re-run
+    with db.engine.connect() as connection:
+        stored = connection.execute(select(func.count()).select_from(CompletedOrder)).scalar_one()
+    assert stored == 10

@@ -16,6 +16,7 @@ from sample_service import (
     record_completion,
 )
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from kit.consumer import BatchProcessor, Subscription
 from kit.envelope import Envelope, header_map
@@ -187,3 +188,15 @@ def test_a_failing_message_is_dead_lettered_alone_and_its_batch_mates_are_applie
     with db.engine.connect() as connection:
         topics = sorted(row.topic for row in connection.execute(select(outbox)))
     assert topics == ["notifications.events", "notifications.events", "orders.events.dlq"]
+
+
+def test_a_database_failure_is_not_poison_the_batch_fails_and_is_redelivered(
+    db: SampleDatabase,
+) -> None:
+    def database_gone(envelope: Envelope, uow: UnitOfWork) -> None:
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+
+    with pytest.raises(OperationalError):
+        processor(db, database_gone).process([record_of(order_completed("o-10"))])
+    assert count(db, outbox) == 0  # nothing dead-lettered: the consumer will redeliver it
+    assert count(db, inbox) == 0

@@ -114,9 +114,9 @@ def _detect_low_stock(
 
 def release_stock(envelope: Envelope, uow: UnitOfWork) -> None:
     order_id = envelope.payload["order_id"]
-    released = _settle(uow, order_id, "released")
-    if released is None:
-        return  # nothing reserved any more: released before, or never reserved
+    # Acknowledged even when nothing is reserved (released before, or never reserved): the
+    # saga waits for this answer, and an empty release is the truthful one.
+    released = _settle(uow, order_id, "released") or []
     uow.emit(
         envelope.caused(
             "StockReleased",

@@ -274,7 +274,6 @@ class KafkaBatchConsumer:
         self._processor = processor
         self._max_batch = max_batch
         self._poll_timeout_ms = poll_timeout_ms
-        self.batches_committed = 0
 
     def _client(self) -> AIOKafkaConsumer:
         # Every option that matters is explicit: aiokafka's defaults are not safe for this job.
@@ -332,7 +331,6 @@ class KafkaBatchConsumer:
             # and its inbox makes that harmless.
             log.warning("offset commit lost to a rebalance; the batch will be redelivered")
             return
-        self.batches_committed += 1
         for tp, next_offset in offsets.items():
             highwater = consumer.highwater(tp)
             if highwater is not None:

@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import Engine, Row, Table, delete, func, select
+from sqlalchemy import Engine, Row, Table, delete, select
 
 from kit import metrics
 from kit.retry import retry_forever
@@ -131,9 +131,3 @@ class OutboxRelay:
     def _delete(self, ids: list[int]) -> None:
         with self._write_lock, self._engine.begin() as connection:
             connection.execute(delete(self._outbox).where(self._outbox.c.id.in_(ids)))
-
-    def backlog(self) -> int:
-        with self._read_engine.connect() as connection:
-            return int(
-                connection.execute(select(func.count()).select_from(self._outbox)).scalar_one()
-            )

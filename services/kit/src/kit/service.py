@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
@@ -53,7 +53,6 @@ class ServiceDefinition:
     periodic_jobs: Sequence[PeriodicJob] = ()
     on_startup: Callable[[Runtime], None] | None = None
     title: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Runtime:

@@ -56,6 +56,13 @@ def processor(db: SampleDatabase, handler=record_completion) -> BatchProcessor: 
     return BatchProcessor(subscription, SCHEMAS, db.unit_of_work, group_id="sample", max_attempts=3)
 
 
+def times_seen(db: SampleDatabase, order_id: str) -> int:
+    with db.sessions() as session:
+        row = session.get(CompletedOrder, order_id)
+        assert row is not None, f"{order_id} was never stored"
+        return row.times_seen
+
+
 def count(db: SampleDatabase, table: object) -> int:
     with db.engine.connect() as connection:
         return int(connection.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[arg-type]
@@ -75,10 +82,7 @@ def test_a_redelivered_event_changes_nothing(db: SampleDatabase) -> None:
     processor(db).process([record])
     outcome = processor(db).process([record, record])
     assert outcome.duplicates == 2
-    with db.sessions() as session:
-        row = session.get(CompletedOrder, "o-1")
-        assert row is not None
-        assert row.times_seen == 1
+    assert times_seen(db, "o-1") == 1
     assert count(db, outbox) == 1
 
 
@@ -138,10 +142,7 @@ def test_a_handler_that_succeeds_on_retry_is_applied_once(db: SampleDatabase) ->
 
     outcome = processor(db, fails_once).process([record_of(order_completed("o-4"))])
     assert outcome.handled == 1
-    with db.sessions() as session:
-        row = session.get(CompletedOrder, "o-4")
-        assert row is not None
-        assert row.times_seen == 1
+    assert times_seen(db, "o-4") == 1
     assert count(db, outbox) == 1
 
 

@@ -307,7 +307,12 @@ class KafkaBatchConsumer:
     async def _handle(
         self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list[Any]]
     ) -> None:
-        records = [record for partition in batches.values() for record in partition]
+        # Facts about one order come from several topics; handling the batch in the order they
+        # were produced (stable: each partition keeps its own order) keeps causes before effects.
+        records = sorted(
+            (record for partition in batches.values() for record in partition),
+            key=lambda record: record.timestamp,
+        )
         started = time.perf_counter()
         try:
             await asyncio.to_thread(self._processor.process, records)

@@ -5,4 +5,5 @@ from orders.bootstrap import definition
 from orders.settings import OrdersSettings
 
 if __name__ == "__main__":
-    serve(OrdersSettings(), definition())
+    settings = OrdersSettings()
+    serve(settings, definition(settings))

@@ -3,28 +3,36 @@
 from __future__ import annotations
 
 from kit.consumer import Subscription
-from kit.service import ServiceDefinition
+from kit.service import PeriodicJob, ServiceDefinition
 from orders import contracts
 from orders.adapters.tables import OrdersBase
 from orders.entrypoints.api import router
 from orders.handlers.catalog import on_catalog_item_updated
-from orders.handlers.saga import lock_orders_of_batch, on_order_event
+from orders.handlers.saga import Saga, lock_orders_of_batch
+from orders.handlers.timers import SagaTimers
+from orders.settings import OrdersSettings
 
 SAGA_EVENTS = (
     "StockReserved",
     "StockReservationFailed",
     "StockReleased",
+    "StockRestocked",
     "PaymentCaptured",
     "PaymentFailed",
+    "PaymentRefunded",
     "ShipmentCreated",
     "ShipmentDispatched",
     "ShipmentDelivered",
+    "ShipmentCancelled",
+    "ReturnLabelIssued",
+    "ReturnReceived",
     "NotificationSent",
 )
 
 
-def definition() -> ServiceDefinition:
-    handlers = {event: on_order_event for event in SAGA_EVENTS}
+def definition(settings: OrdersSettings) -> ServiceDefinition:
+    saga = Saga(settings)
+    handlers = {event: saga.on_order_event for event in SAGA_EVENTS}
     handlers["CatalogItemUpdated"] = on_catalog_item_updated
     return ServiceDefinition(
         name="orders",
@@ -35,4 +43,7 @@ def definition() -> ServiceDefinition:
             contracts.CONSUMES_TOPICS, handlers, prefetch=lock_orders_of_batch
         ),
         routers=[router],
+        periodic_jobs=[
+            PeriodicJob("saga timers", settings.saga_timer_interval_s, SagaTimers(saga).run)
+        ],
     )

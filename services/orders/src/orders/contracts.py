@@ -9,7 +9,13 @@ PUBLISHES = {
     "OrderPlaced": EVENTS_TOPIC,
     "OrderCompleted": EVENTS_TOPIC,
     "OrderCancelled": EVENTS_TOPIC,
+    "ReturnRequested": EVENTS_TOPIC,
+    "OrderReturned": EVENTS_TOPIC,
     "ReleaseStock": COMMANDS_TOPIC,
+    "RefundPayment": COMMANDS_TOPIC,
+    "CancelShipment": COMMANDS_TOPIC,
+    "IssueReturnLabel": COMMANDS_TOPIC,
+    "RestockItems": COMMANDS_TOPIC,
 }
 
 CONSUMES_TOPICS = (

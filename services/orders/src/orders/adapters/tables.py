@@ -47,15 +47,29 @@ class Order(OrdersBase):
     shipment_id: Mapped[str | None] = mapped_column(String(64))
     carrier: Mapped[str | None] = mapped_column(String(50))
     tracking_number: Mapped[str | None] = mapped_column(String(100))
+    dispatched_at: Mapped[datetime | None]
+    refunded: Mapped[int] = mapped_column(default=0)
     placed_at: Mapped[datetime]
     updated_at: Mapped[datetime]
-    completed_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]  # delivered: the return window counts from here
+    trace_id: Mapped[str | None] = mapped_column(String(32))  # timers continue the trace
+
+    # The saga's own state besides the status, all durable so a restart carries on:
+    # acknowledgement event type -> the reference it must carry (see domain.saga.SagaState)
+    awaiting: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    retry_attempts: Mapped[int] = mapped_column(default=0)
+    retry_at: Mapped[datetime | None] = mapped_column(index=True)  # re-send unacknowledged
+    deadline_at: Mapped[datetime | None] = mapped_column(index=True)  # the step's deadline
+    active_return_id: Mapped[str | None] = mapped_column(String(36))
 
     lines: Mapped[list[OrderLine]] = relationship(
         order_by="OrderLine.line_no", cascade="all, delete-orphan"
     )
     timeline: Mapped[list[TimelineEntry]] = relationship(
         order_by="TimelineEntry.id", cascade="all, delete-orphan", lazy="raise"
+    )
+    returns: Mapped[list[OrderReturn]] = relationship(
+        order_by="OrderReturn.requested_at", cascade="all, delete-orphan"
     )
 
 
@@ -82,3 +96,21 @@ class TimelineEntry(OrdersBase):
     occurred_at: Mapped[datetime]
     status_after: Mapped[str] = mapped_column(String(20))
     note: Mapped[str | None] = mapped_column(String(300))
+
+
+class OrderReturn(OrdersBase):
+    """One return of some of an order's lines; an order may have several, one at a time."""
+
+    __tablename__ = "order_returns"
+    return_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.order_id"), index=True)
+    status: Mapped[str] = mapped_column(String(20))  # requested|label_issued|received|refunded
+    reason: Mapped[str] = mapped_column(String(500))
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    received_lines: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    carrier: Mapped[str | None] = mapped_column(String(50))
+    label_reference: Mapped[str | None] = mapped_column(String(100))
+    refund_id: Mapped[str] = mapped_column(String(36))
+    refund_amount: Mapped[int | None]
+    requested_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]

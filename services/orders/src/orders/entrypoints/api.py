@@ -1,96 +1,42 @@
-"""The storefront gateway: thin translation between HTTP and the placing use case."""
+"""The storefront gateway: thin translation between HTTP and the orders use cases."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from kit.problems import ProblemError
 from kit.service import Runtime
 from kit.unit_of_work import UnitOfWork
 from orders import metrics
-from orders.adapters.tables import Order, TimelineEntry
+from orders.adapters.tables import Order, OrderReturn, TimelineEntry
 from orders.domain.pricing import PricingError, RequestedLine, ShippingPolicy
+from orders.domain.returns import ReturnError, ReturnLine
+from orders.entrypoints.models import (
+    LineOut,
+    OrderIn,
+    OrderOut,
+    ReturnIn,
+    ReturnLineOut,
+    ReturnOut,
+    ShipmentOut,
+    TimelineOut,
+)
+from orders.handlers.customer_requests import (
+    OrderNotFoundError,
+    RequestRefusedError,
+    request_cancellation,
+    request_return,
+)
 from orders.handlers.placing import PlaceOrder, place_order
+from orders.handlers.saga import Saga
 from orders.settings import OrdersSettings
 
 router = APIRouter(prefix="/v1", tags=["orders"])
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class CustomerIn(StrictModel):
-    id: str = Field(min_length=1, max_length=100)
-    email: EmailStr
-    name: str = Field(min_length=1, max_length=200)
-
-
-class AddressIn(StrictModel):
-    name: str = Field(min_length=1, max_length=200)
-    line1: str = Field(min_length=1, max_length=200)
-    line2: str | None = Field(default=None, max_length=200)
-    city: str = Field(min_length=1, max_length=100)
-    postal_code: str = Field(min_length=1, max_length=20)
-    region: str | None = Field(default=None, max_length=100)
-    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
-
-
-class LineIn(StrictModel):
-    sku: str = Field(min_length=1, max_length=64)
-    quantity: int = Field(ge=1, le=1000)
-
-
-class OrderIn(StrictModel):
-    customer: CustomerIn
-    shipping_address: AddressIn
-    lines: list[LineIn] = Field(min_length=1, max_length=100)
-    payment_token: str = Field(
-        min_length=1, max_length=100, description="Payment-method token, e.g. tok_visa"
-    )
-
-
-class LineOut(BaseModel):
-    sku: str
-    name: str
-    quantity: int
-    unit_price: int
-
-
-class TimelineOut(BaseModel):
-    event_type: str
-    source: str
-    occurred_at: datetime
-    status_after: str
-    note: str | None
-
-
-class ShipmentOut(BaseModel):
-    shipment_id: str
-    carrier: str | None
-    tracking_number: str | None
-
-
-class OrderOut(BaseModel):
-    order_id: str
-    status: str
-    cancel_reason: str | None
-    customer_id: str
-    currency: str
-    lines: list[LineOut]
-    subtotal: int
-    shipping: int
-    total: int
-    placed_at: datetime
-    completed_at: datetime | None
-    shipment: ShipmentOut | None
-    timeline: list[TimelineOut]
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -98,22 +44,22 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def get_shipping_policy(runtime: Annotated[Runtime, Depends(get_runtime)]) -> ShippingPolicy:
+def get_settings(runtime: Annotated[Runtime, Depends(get_runtime)]) -> OrdersSettings:
     settings = runtime.settings
     if not isinstance(settings, OrdersSettings):
         raise TypeError("the orders API needs OrdersSettings")
-    return ShippingPolicy(settings.shipping_flat_fee, settings.free_shipping_from)
+    return settings
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-ShippingPolicyDep = Annotated[ShippingPolicy, Depends(get_shipping_policy)]
+SettingsDep = Annotated[OrdersSettings, Depends(get_settings)]
 
 
 @router.post("/orders", status_code=202, response_model=OrderOut)
 async def create_order(
     body: OrderIn,
     runtime: RuntimeDep,
-    shipping: ShippingPolicyDep,
+    settings: SettingsDep,
     response: Response,
     traceparent: Annotated[str | None, Header()] = None,
 ) -> OrderOut:
@@ -127,9 +73,10 @@ async def create_order(
         payment_token=body.payment_token,
         traceparent=traceparent,
     )
+    shipping = ShippingPolicy(settings.shipping_flat_fee, settings.free_shipping_from)
 
     def place(uow: UnitOfWork) -> Order:
-        return place_order(uow, command, shipping)
+        return place_order(uow, command, shipping, settings.stock_deadline)
 
     try:
         # 202 only once the order and its OrderPlaced are committed.
@@ -155,15 +102,97 @@ def get_order(order_id: str, runtime: RuntimeDep) -> OrderOut:
     with runtime.read_session_factory() as session:
         order = session.get(Order, order_id)
         if order is None:
-            raise ProblemError(404, "order-not-found", "Order not found", f"no order {order_id}")
+            raise _not_found(order_id)
         return _order_out(order, _timeline(session, order_id))
 
 
-def _timeline(session: Any, order_id: str) -> list[TimelineEntry]:
+@router.post(
+    "/orders/{order_id}/cancel",
+    status_code=202,
+    response_model=OrderOut,
+    responses={409: {"description": "Dispatched already: request a return instead"}},
+)
+async def cancel_order(order_id: str, runtime: RuntimeDep, settings: SettingsDep) -> OrderOut:
+    """Cancels the order, undoing whatever had happened (shipment, payment, stock reservation).
+
+    Accepted until the shipment is dispatched; the order then shows COMPENSATING and the
+    acknowledgements it waits for, and ends CANCELLED. Asking again is harmless."""
+    saga = Saga(settings)
+    try:
+        await runtime.committer.submit(lambda uow: request_cancellation(uow, saga, order_id))
+    except OrderNotFoundError as error:
+        raise _not_found(order_id) from error
+    except RequestRefusedError as error:
+        raise ProblemError(
+            409, error.kind, "The order can no longer be cancelled", error.detail
+        ) from error
+    return get_order(order_id, runtime)
+
+
+@router.post(
+    "/orders/{order_id}/returns",
+    status_code=202,
+    response_model=ReturnOut,
+    responses={409: {"description": "Not delivered, a return in progress, or window closed"}},
+)
+async def return_goods(
+    order_id: str, body: ReturnIn, runtime: RuntimeDep, settings: SettingsDep, response: Response
+) -> ReturnOut:
+    """Starts a return of some or all delivered lines; the return label follows shortly
+    (GET the order: `returns[].label_reference`)."""
+    saga = Saga(settings)
+    lines = [ReturnLine(line.sku, line.quantity) for line in body.lines]
+    try:
+        order_return = await runtime.committer.submit(
+            lambda uow: request_return(uow, saga, order_id, lines, body.reason)
+        )
+    except OrderNotFoundError as error:
+        raise _not_found(order_id) from error
+    except RequestRefusedError as error:
+        raise ProblemError(
+            409, error.kind, "The order cannot be returned now", error.detail
+        ) from error
+    except ReturnError as error:
+        raise ProblemError(
+            422,
+            "invalid-return-lines",
+            "Some lines cannot be returned",
+            str(error),
+            errors=[{"message": problem} for problem in error.problems],
+        ) from error
+    response.headers["Location"] = f"/v1/orders/{order_id}"
+    return _return_out(order_return, order_id)
+
+
+def _not_found(order_id: str) -> ProblemError:
+    return ProblemError(404, "order-not-found", "Order not found", f"no order {order_id}")
+
+
+def _timeline(session: Session, order_id: str) -> list[TimelineEntry]:
     query = (
         select(TimelineEntry).where(TimelineEntry.order_id == order_id).order_by(TimelineEntry.id)
     )
     return list(session.scalars(query))
+
+
+def _return_out(order_return: OrderReturn, order_id: str) -> ReturnOut:
+    return ReturnOut(
+        return_id=order_return.return_id,
+        order_id=order_id,
+        status=order_return.status,
+        reason=order_return.reason,
+        lines=[ReturnLineOut.model_validate(line) for line in order_return.lines],
+        received_lines=(
+            [ReturnLineOut.model_validate(line) for line in order_return.received_lines]
+            if order_return.received_lines is not None
+            else None
+        ),
+        carrier=order_return.carrier,
+        label_reference=order_return.label_reference,
+        refund_amount=order_return.refund_amount,
+        requested_at=order_return.requested_at,
+        completed_at=order_return.completed_at,
+    )
 
 
 def _order_out(order: Order, timeline: list[TimelineEntry]) -> OrderOut:
@@ -172,6 +201,7 @@ def _order_out(order: Order, timeline: list[TimelineEntry]) -> OrderOut:
             shipment_id=order.shipment_id,
             carrier=order.carrier,
             tracking_number=order.tracking_number,
+            dispatched_at=order.dispatched_at,
         )
         if order.shipment_id
         else None
@@ -186,8 +216,13 @@ def _order_out(order: Order, timeline: list[TimelineEntry]) -> OrderOut:
         subtotal=order.subtotal,
         shipping=order.shipping,
         total=order.total,
+        refunded=order.refunded,
         placed_at=order.placed_at,
         completed_at=order.completed_at,
+        deadline_at=order.deadline_at,
+        awaiting=sorted(order.awaiting or {}),
+        retry_attempts=order.retry_attempts,
         shipment=shipment,
+        returns=[_return_out(r, order.order_id) for r in order.returns],
         timeline=[TimelineOut.model_validate(t, from_attributes=True) for t in timeline],
     )

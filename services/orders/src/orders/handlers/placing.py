@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -29,7 +29,9 @@ class PlaceOrder:
     traceparent: str | None = None
 
 
-def place_order(uow: UnitOfWork, command: PlaceOrder, shipping: ShippingPolicy) -> Order:
+def place_order(
+    uow: UnitOfWork, command: PlaceOrder, shipping: ShippingPolicy, stock_deadline: timedelta
+) -> Order:
     """Stages the order and its OrderPlaced; the caller commits (the gateway group-commits).
 
     Raises PricingError for unknown or inactive SKUs; nothing is staged then."""
@@ -56,6 +58,10 @@ def place_order(uow: UnitOfWork, command: PlaceOrder, shipping: ShippingPolicy) 
         status=OrderStatus.PENDING,
         placed_at=now,
         updated_at=now,
+        deadline_at=now + stock_deadline,
+        awaiting={},
+        retry_attempts=0,
+        refunded=0,
         lines=[
             OrderLine(
                 line_no=n, sku=p.sku, name=p.name, quantity=p.quantity, unit_price=p.unit_price
@@ -70,6 +76,7 @@ def place_order(uow: UnitOfWork, command: PlaceOrder, shipping: ShippingPolicy) 
         correlation_id=order.order_id,
         trace_id=trace_id_of(command.traceparent),
     )
+    order.trace_id = envelope.trace_id
     order.timeline = [
         TimelineEntry(
             event_id=envelope.event_id,

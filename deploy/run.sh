@@ -17,6 +17,7 @@ cat <<INFO
   Order Pipeline is starting (state in .run/; 'make clean' resets it)
     gateway        http://127.0.0.1:8000/v1/orders
     API docs       http://127.0.0.1:8000/docs
+    warehouse      http://127.0.0.1:8003/v1/returns/{return_id}/received
     metrics        orders :8000  inventory :8001  payments :8002  fulfillment :8003  notifications :8004  (/metrics)
     Kafka          ${KAFKA_BOOTSTRAP_SERVERS}
   Try it:  make demo   (in another terminal), or the curl in README.md. Ctrl-C stops everything.

@@ -1,7 +1,9 @@
 """`make demo`: post a stream of sample orders to a running pipeline and watch them move.
 
-Mostly good cards, some declines and some orders for the scarce desk lamp, so both the
-happy path and the cancellations show. Needs `make run` in another terminal.
+Mostly good cards, some declines, some orders for the scarce desk lamp, some cancelled by
+the customer right after placing and some delivered ones returned (the warehouse then
+reports the parcel received), so the happy path, every compensation and the returns saga
+all show. Needs `make run` in another terminal.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import random
 import sys
 import time
 from collections import Counter
+from typing import Any
 
 import httpx
 
 SKUS = ["MUG-BLUE", "TEE-BLACK-M", "SOCKS-3PK", "BOTTLE-1L", "POSTER-A2", "LAMP-DESK"]
 TOKENS = ["tok_visa"] * 8 + ["tok_mastercard", "tok_chargeDeclined"]
-TERMINAL = {"COMPLETED", "CANCELLED"}
+TERMINAL = {"COMPLETED", "CANCELLED", "RETURNED"}
+CANCEL_SHARE, RETURN_SHARE = 0.1, 0.2
 
 
 def sample_order(n: int) -> dict[str, object]:
@@ -39,10 +43,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--gateway", default="http://127.0.0.1:8000")
     parser.add_argument("--orders", type=int, default=30)
+    parser.add_argument("--warehouse", default="http://127.0.0.1:8003", help="fulfillment")
     parser.add_argument("--rate", type=float, default=5.0, help="orders per second")
     args = parser.parse_args()
     placed: list[str] = []
-    with httpx.Client(base_url=args.gateway, timeout=10) as http:
+    to_return: set[str] = set()
+    with (
+        httpx.Client(base_url=args.gateway, timeout=10) as http,
+        httpx.Client(base_url=args.warehouse, timeout=10) as warehouse,
+    ):
         try:
             http.get("/health").raise_for_status()
         except httpx.HTTPError:
@@ -57,23 +66,49 @@ def main() -> int:
                 if response.status_code != 202:
                     print(f"rejected: {response.status_code} {response.text}")
                 else:
-                    placed.append(response.json()["order_id"])
+                    order_id = response.json()["order_id"]
+                    placed.append(order_id)
+                    if random.random() < CANCEL_SHARE:
+                        http.post(f"/v1/orders/{order_id}/cancel")
+                    elif random.random() < RETURN_SHARE:
+                        to_return.add(order_id)
                 next_send += 1 / args.rate
             for order_id in placed:
-                if statuses.get(order_id) not in TERMINAL:
-                    statuses[order_id] = http.get(f"/v1/orders/{order_id}").json()["status"]
+                if statuses.get(order_id) not in TERMINAL or order_id in to_return:
+                    order = http.get(f"/v1/orders/{order_id}").json()
+                    statuses[order_id] = order["status"]
+                    advance_return(http, warehouse, order, to_return)
             counts = Counter(statuses.values())
             print(
                 f"{time.strftime('%H:%M:%S')}  placed {len(placed):3d}  "
                 + "  ".join(f"{status.lower()} {n}" for status, n in sorted(counts.items()))
             )
-            if len(placed) == args.orders and all(s in TERMINAL for s in statuses.values()):
+            settled = all(s in TERMINAL for s in statuses.values())
+            if len(placed) == args.orders and settled and not to_return:
                 break
             time.sleep(1)
     last = placed[-1] if placed else None
     if last:
         print(f"\nlast order: curl -s {args.gateway}/v1/orders/{last}")
     return 0
+
+
+def advance_return(
+    http: httpx.Client, warehouse: httpx.Client, order: dict[str, Any], to_return: set[str]
+) -> None:
+    """Returns the first line of a delivered order; the warehouse receives it once labelled."""
+    order_id = order["order_id"]
+    if order_id not in to_return:
+        return
+    if order["status"] == "CANCELLED":
+        to_return.discard(order_id)
+    elif order["status"] == "COMPLETED":
+        line = order["lines"][0]
+        body = {"lines": [{"sku": line["sku"], "quantity": 1}], "reason": "changed my mind"}
+        http.post(f"/v1/orders/{order_id}/returns", json=body)
+    elif order["status"] == "RETURN_REQUESTED" and order["returns"][-1]["label_reference"]:
+        warehouse.post(f"/v1/returns/{order['returns'][-1]['return_id']}/received")
+        to_return.discard(order_id)
 
 
 if __name__ == "__main__":

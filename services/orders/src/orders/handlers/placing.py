@@ -62,6 +62,7 @@ def place_order(
         awaiting={},
         retry_attempts=0,
         refunded=0,
+        returns=[],  # loaded, not lazy: the gateway renders the order after the commit
         lines=[
             OrderLine(
                 line_no=n, sku=p.sku, name=p.name, quantity=p.quantity, unit_price=p.unit_price

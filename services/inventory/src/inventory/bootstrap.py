@@ -5,6 +5,7 @@ from __future__ import annotations
 from inventory import contracts
 from inventory.adapters.tables import InventoryBase
 from inventory.handlers.catalog import load_seed, seed_catalog
+from inventory.handlers.returns import restock_returned_items
 from inventory.handlers.stock import (
     release_stock,
     reserve_stock_on_order_placed,
@@ -32,6 +33,7 @@ def definition(settings: InventorySettings) -> ServiceDefinition:
             {
                 "OrderPlaced": reserve_stock_on_order_placed,
                 "ReleaseStock": release_stock,
+                "RestockItems": restock_returned_items,
                 "ShipmentDispatched": ship_reserved_stock,
             },
         ),

@@ -7,6 +7,7 @@ PUBLISHES = {
     "StockReserved": EVENTS_TOPIC,
     "StockReservationFailed": EVENTS_TOPIC,
     "StockReleased": EVENTS_TOPIC,
+    "StockRestocked": EVENTS_TOPIC,
     "LowStockDetected": EVENTS_TOPIC,
 }
 

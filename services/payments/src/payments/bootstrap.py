@@ -8,10 +8,13 @@ from payments import contracts
 from payments.adapters.psp import PaymentProvider, SimulatedProvider
 from payments.adapters.tables import PaymentsBase
 from payments.handlers.capture import CaptureHandlers
+from payments.handlers.refund import RefundHandlers
 
 
 def definition(provider: PaymentProvider | None = None) -> ServiceDefinition:
-    capture = CaptureHandlers(provider or SimulatedProvider())
+    provider = provider or SimulatedProvider()
+    capture = CaptureHandlers(provider)
+    refund = RefundHandlers(provider)
     return ServiceDefinition(
         name="payments",
         title="Order Pipeline — payments",
@@ -19,6 +22,10 @@ def definition(provider: PaymentProvider | None = None) -> ServiceDefinition:
         routes=contracts.PUBLISHES,
         subscription=Subscription(
             contracts.CONSUMES_TOPICS,
-            {"OrderPlaced": capture.on_order_placed, "StockReserved": capture.on_stock_reserved},
+            {
+                "OrderPlaced": capture.on_order_placed,
+                "StockReserved": capture.on_stock_reserved,
+                "RefundPayment": refund.on_refund_payment,
+            },
         ),
     )

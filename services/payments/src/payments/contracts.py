@@ -8,4 +8,5 @@ PUBLISHES = {
     "PaymentRefunded": EVENTS_TOPIC,
 }
 
-CONSUMES_TOPICS = ("orders.events", "inventory.events")
+# orders.commands: RefundPayment (the other commands there are skipped unread).
+CONSUMES_TOPICS = ("orders.events", "orders.commands", "inventory.events")

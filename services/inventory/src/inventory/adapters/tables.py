@@ -1,10 +1,11 @@
-"""The inventory database: the catalog, stock per warehouse, reservations; outbox, inbox."""
+"""The inventory database: catalog, stock per warehouse, reservations, restocks; outbox, inbox."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import CheckConstraint, String
+from sqlalchemy import JSON, CheckConstraint, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from kit.database import TYPE_ANNOTATIONS, kit_tables
@@ -48,18 +49,40 @@ class StockLevel(InventoryBase):
 
 class Reservation(InventoryBase):
     __tablename__ = "reservations"
+    __table_args__ = (
+        # Returned units go back where they left from: never more than left for the order.
+        CheckConstraint(
+            "restocked >= 0 AND restocked <= quantity", name="never_restock_more_than_shipped"
+        ),
+    )
     order_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     sku: Mapped[str] = mapped_column(String(64), primary_key=True)
     warehouse: Mapped[str] = mapped_column(String(32), primary_key=True)
     quantity: Mapped[int]
     status: Mapped[str] = mapped_column(String(12))  # reserved | released | shipped
+    restocked: Mapped[int] = mapped_column(default=0)  # units of it returned and restocked
     updated_at: Mapped[datetime]
 
 
 class ReservationRequest(InventoryBase):
-    """One row per order ever asked for: a redelivered OrderPlaced is answered only once."""
+    """One row per order ever asked for: a redelivered OrderPlaced is answered only once.
+
+    `cancelled`: ReleaseStock came first; the order is decided, and its OrderPlaced, when it
+    arrives, reserves nothing.
+    """
 
     __tablename__ = "reservation_requests"
     order_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    outcome: Mapped[str] = mapped_column(String(12))  # reserved | failed
+    outcome: Mapped[str] = mapped_column(String(12))  # reserved | failed | cancelled
     decided_at: Mapped[datetime]
+
+
+class Restock(InventoryBase):
+    """One row per return put back on the shelf: a repeated RestockItems restocks nothing."""
+
+    __tablename__ = "restocks"
+    return_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(36), index=True)
+    # What was actually restocked, per SKU ([{sku, quantity}]): every answer repeats it.
+    lines: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    restocked_at: Mapped[datetime]

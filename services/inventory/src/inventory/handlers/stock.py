@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -13,8 +14,10 @@ from inventory.domain.allocation import Line, allocate
 from kit.envelope import Envelope
 from kit.unit_of_work import UnitOfWork
 
+log = logging.getLogger(__name__)
 
-def _lock_stock(uow: UnitOfWork, skus: Iterable[str]) -> list[StockLevel]:
+
+def lock_stock(uow: UnitOfWork, skus: Iterable[str]) -> list[StockLevel]:
     # Locked in SKU order, so two batches touching the same SKUs never deadlock (PostgreSQL).
     query = (
         select(StockLevel)
@@ -27,10 +30,13 @@ def _lock_stock(uow: UnitOfWork, skus: Iterable[str]) -> list[StockLevel]:
 
 def reserve_stock_on_order_placed(envelope: Envelope, uow: UnitOfWork) -> None:
     order_id = envelope.payload["order_id"]
-    if uow.session.get(ReservationRequest, order_id) is not None:
-        return  # answered before, under another event id (e.g. a re-published OrderPlaced)
+    request = uow.session.get(ReservationRequest, order_id)
+    if request is not None:  # answered before, under another event id, or released first
+        if request.outcome == "cancelled":
+            log.info("order %s was released before it was placed: reserving nothing", order_id)
+        return
     lines = [Line(line["sku"], line["quantity"]) for line in envelope.payload["lines"]]
-    levels = _lock_stock(uow, (line.sku for line in lines))
+    levels = lock_stock(uow, (line.sku for line in lines))
     available: dict[str, dict[str, int]] = {}
     for level in levels:
         available.setdefault(level.sku, {})[level.warehouse] = level.available
@@ -114,8 +120,15 @@ def _detect_low_stock(
 
 def release_stock(envelope: Envelope, uow: UnitOfWork) -> None:
     order_id = envelope.payload["order_id"]
-    # Acknowledged even when nothing is reserved (released before, or never reserved): the
-    # saga waits for this answer, and an empty release is the truthful one.
+    if uow.session.get(ReservationRequest, order_id, with_for_update=True) is None:
+        # The command overtook OrderPlaced: deciding the order now closes the door, so the
+        # late OrderPlaced finds it answered and reserves nothing.
+        uow.session.add(
+            ReservationRequest(order_id=order_id, outcome="cancelled", decided_at=datetime.now(UTC))
+        )
+        log.info("order %s released before it was placed: it will reserve nothing", order_id)
+    # Acknowledged even when nothing is reserved (released before, shipped, or never
+    # reserved): the saga waits for this answer, and an empty release is the truthful one.
     released = _settle(uow, order_id, "released") or []
     uow.emit(
         envelope.caused(
@@ -132,18 +145,21 @@ def ship_reserved_stock(envelope: Envelope, uow: UnitOfWork) -> None:
 
 
 def _settle(uow: UnitOfWork, order_id: str, outcome: str) -> list[dict[str, object]] | None:
+    # Locked: a release and a dispatch of one order racing would otherwise both settle it.
+    # Only `reserved` rows are settled, so released or shipped stock is never settled again.
     reservations = list(
         uow.session.scalars(
             select(Reservation)
             .where(Reservation.order_id == order_id, Reservation.status == "reserved")
             .order_by(Reservation.sku, Reservation.warehouse)
+            .with_for_update()
         )
     )
     if not reservations:
         return None
     levels = {
         (level.sku, level.warehouse): level
-        for level in _lock_stock(uow, (r.sku for r in reservations))
+        for level in lock_stock(uow, (r.sku for r in reservations))
     }
     now = datetime.now(UTC)
     for reservation in reservations:

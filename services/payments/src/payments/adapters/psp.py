@@ -13,6 +13,8 @@ so every outcome can be produced on purpose:
 | tok_fraudulent                       | fraud rejection (reason `fraud_rejected`) |
 | anything else starting with tok_     | approved                                  |
 | anything else                        | declined (reason `declined`)              |
+
+Refunds of a captured payment always succeed.
 """
 
 from __future__ import annotations
@@ -30,11 +32,25 @@ class CaptureResult:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class RefundResult:
+    provider_reference: str
+
+
 class PaymentProvider(Protocol):
     def capture(
         self, *, idempotency_key: str, token: str, amount: int, currency: str
     ) -> CaptureResult:
         """Capture `amount`; the same idempotency key never captures twice at the provider."""
+        ...
+
+    def refund(
+        self, *, idempotency_key: str, provider_reference: str, amount: int, currency: str
+    ) -> RefundResult:
+        """Refund `amount` of the capture `provider_reference`; raises if the provider refuses.
+
+        The same idempotency key never refunds twice at the provider.
+        """
         ...
 
 
@@ -58,3 +74,9 @@ class SimulatedProvider:
             return CaptureResult(False, failure_reason="declined", detail="Unknown payment method.")
         reference = "sim_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:20]
         return CaptureResult(True, provider_reference=reference)
+
+    def refund(
+        self, *, idempotency_key: str, provider_reference: str, amount: int, currency: str
+    ) -> RefundResult:
+        digest = hashlib.sha256(f"refund:{idempotency_key}".encode()).hexdigest()[:20]
+        return RefundResult("sim_re_" + digest)

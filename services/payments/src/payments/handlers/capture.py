@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import logging
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -11,6 +11,9 @@ from kit.envelope import Envelope
 from kit.unit_of_work import UnitOfWork
 from payments.adapters.psp import PaymentProvider
 from payments.adapters.tables import Payment, PaymentIntent
+from payments.handlers.intents import lock_intent, payment_id_for
+
+log = logging.getLogger(__name__)
 
 
 class CaptureHandlers:
@@ -19,7 +22,7 @@ class CaptureHandlers:
 
     def on_order_placed(self, envelope: Envelope, uow: UnitOfWork) -> None:
         payload = envelope.payload
-        intent = self._intent(uow, payload["order_id"])
+        intent = lock_intent(uow, payload["order_id"])
         intent.customer_id = payload["customer_id"]
         intent.amount = payload["total"]
         intent.currency = payload["currency"]
@@ -27,27 +30,21 @@ class CaptureHandlers:
         self._capture_if_ready(envelope, uow, intent)
 
     def on_stock_reserved(self, envelope: Envelope, uow: UnitOfWork) -> None:
-        intent = self._intent(uow, envelope.payload["order_id"])
+        intent = lock_intent(uow, envelope.payload["order_id"])
         intent.stock_reserved = True
         self._capture_if_ready(envelope, uow, intent)
 
-    @staticmethod
-    def _intent(uow: UnitOfWork, order_id: str) -> PaymentIntent:
-        intent = uow.session.get(PaymentIntent, order_id, with_for_update=True)
-        if intent is None:
-            intent = PaymentIntent(order_id=order_id, stock_reserved=False)
-            uow.session.add(intent)
-        intent.updated_at = datetime.now(UTC)
-        return intent
-
     def _capture_if_ready(self, cause: Envelope, uow: UnitOfWork, intent: PaymentIntent) -> None:
+        if intent.voided:
+            log.info("order %s was refunded before it was captured: not capturing", intent.order_id)
+            return
         if not intent.ready_to_capture:
             return
         already = uow.session.scalar(select(Payment).where(Payment.order_id == intent.order_id))
         if already is not None:
             return  # never capture twice for one order
         assert intent.amount is not None and intent.currency and intent.payment_token
-        payment_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"payment:{intent.order_id}"))
+        payment_id = payment_id_for(intent.order_id)
         result = self._provider.capture(
             idempotency_key=payment_id,
             token=intent.payment_token,

@@ -7,6 +7,9 @@ PUBLISHES = {
     "ShipmentDispatched": EVENTS_TOPIC,
     "ShipmentDelivered": EVENTS_TOPIC,
     "ShipmentCancelled": EVENTS_TOPIC,
+    "ReturnLabelIssued": EVENTS_TOPIC,
+    "ReturnReceived": EVENTS_TOPIC,
 }
 
-CONSUMES_TOPICS = ("orders.events", "payments.events")
+# orders.commands: CancelShipment and IssueReturnLabel from the orders saga.
+CONSUMES_TOPICS = ("orders.events", "orders.commands", "payments.events")

@@ -22,6 +22,10 @@ def definition(channel: Channel | None = None) -> ServiceDefinition:
             {
                 "OrderPlaced": notify.on_order_placed,
                 "ShipmentDispatched": notify.on_shipment_dispatched,
+                "OrderCancelled": notify.on_order_cancelled,
+                "ReturnLabelIssued": notify.on_return_label_issued,
+                "ReturnReceived": notify.on_return_received,
+                "PaymentRefunded": notify.on_payment_refunded,
             },
         ),
     )

@@ -4,4 +4,5 @@ EVENTS_TOPIC = "notifications.events"
 
 PUBLISHES = {"NotificationSent": EVENTS_TOPIC}
 
-CONSUMES_TOPICS = ("orders.events", "fulfillment.events")
+# payments.events: PaymentRefunded, for the refund notification.
+CONSUMES_TOPICS = ("orders.events", "fulfillment.events", "payments.events")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,6 +14,11 @@ from fulfillment.adapters.tables import Shipment, ShippingOrder
 from kit.envelope import Envelope
 from kit.unit_of_work import UnitOfWork
 
+log = logging.getLogger(__name__)
+
+# The statuses the simulated carrier takes a step from: a cancelled shipment never moves.
+_MOVING = ("created", "dispatched")
+
 
 class ShippingHandlers:
     def __init__(
@@ -23,7 +29,7 @@ class ShippingHandlers:
         self._deliver_after = deliver_after
 
     def on_order_placed(self, envelope: Envelope, uow: UnitOfWork) -> None:
-        order = self._shipping_order(uow, envelope.payload["order_id"])
+        order = lock_shipping_order(uow, envelope.payload["order_id"])
         order.address = dict(envelope.payload["shipping_address"])
         order.lines = [
             {"sku": line["sku"], "quantity": line["quantity"]} for line in envelope.payload["lines"]
@@ -31,7 +37,7 @@ class ShippingHandlers:
         self._ship_if_ready(envelope, uow, order)
 
     def on_payment_captured(self, envelope: Envelope, uow: UnitOfWork) -> None:
-        order = self._shipping_order(uow, envelope.payload["order_id"])
+        order = lock_shipping_order(uow, envelope.payload["order_id"])
         order.paid = True
         self._ship_if_ready(envelope, uow, order)
 
@@ -41,7 +47,7 @@ class ShippingHandlers:
         due = list(
             uow.session.scalars(
                 select(Shipment)
-                .where(Shipment.next_step_at <= now)
+                .where(Shipment.next_step_at <= now, Shipment.status.in_(_MOVING))
                 .order_by(Shipment.next_step_at)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
@@ -51,17 +57,11 @@ class ShippingHandlers:
             self._advance(None, uow, shipment, now)
         return len(due)
 
-    @staticmethod
-    def _shipping_order(uow: UnitOfWork, order_id: str) -> ShippingOrder:
-        order = uow.session.get(ShippingOrder, order_id, with_for_update=True)
-        if order is None:
-            order = ShippingOrder(order_id=order_id, paid=False)
-            uow.session.add(order)
-        order.updated_at = datetime.now(UTC)
-        return order
-
     def _ship_if_ready(self, cause: Envelope, uow: UnitOfWork, order: ShippingOrder) -> None:
         if not order.ready_to_ship:
+            return
+        if order.cancelled:
+            log.info("order %s is ready to ship but its shipment was cancelled", order.order_id)
             return
         if uow.session.scalar(select(Shipment).where(Shipment.order_id == order.order_id)):
             return  # one shipment per order, however often the events come
@@ -98,7 +98,11 @@ class ShippingHandlers:
         self, cause: Envelope | None, uow: UnitOfWork, shipment: Shipment, now: datetime
     ) -> None:
         """Every step already due is taken now: with zero delays an order ships in one go."""
-        while shipment.next_step_at is not None and shipment.next_step_at <= now:
+        while (
+            shipment.next_step_at is not None
+            and shipment.next_step_at <= now
+            and shipment.status in _MOVING
+        ):
             if shipment.status == "created":
                 shipment.status, shipment.dispatched_at = "dispatched", now
                 shipment.next_step_at = now + self._deliver_after
@@ -129,6 +133,17 @@ class ShippingHandlers:
                         "delivered_at": now,
                     },
                 )
+
+
+def lock_shipping_order(uow: UnitOfWork, order_id: str) -> ShippingOrder:
+    """The order's shipping facts, locked (created when this is the first fact to arrive)."""
+    # populate_existing: a copy loaded earlier in this transaction may predate the lock.
+    order = uow.session.get(ShippingOrder, order_id, with_for_update=True, populate_existing=True)
+    if order is None:
+        order = ShippingOrder(order_id=order_id, paid=False, cancelled=False)
+        uow.session.add(order)
+    order.updated_at = datetime.now(UTC)
+    return order
 
 
 def _emit(

@@ -26,13 +26,17 @@ class Contact(NotificationsBase):
 
 
 class Notification(NotificationsBase):
-    """One per (order, template): a redelivered event can never notify a customer twice."""
+    """One per (order, template, reference): a redelivered event, or a repeated answer under a
+    new event id, can never notify a customer twice."""
 
     __tablename__ = "notification_log"
-    __table_args__ = (UniqueConstraint("order_id", "template"),)
+    __table_args__ = (UniqueConstraint("order_id", "template", "reference"),)
     notification_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     order_id: Mapped[str] = mapped_column(String(36), index=True)
     template: Mapped[str] = mapped_column(String(50))
+    # What the notification is about within the order, for templates an order can have more
+    # than one of: a return id, a refund id. "" for order-level notifications.
+    reference: Mapped[str] = mapped_column(String(64), default="", server_default="")
     channel: Mapped[str] = mapped_column(String(20))
     # sent | awaiting_contact (the event came before the OrderPlaced that names the customer)
     status: Mapped[str] = mapped_column(String(20))

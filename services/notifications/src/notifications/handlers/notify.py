@@ -1,4 +1,5 @@
-"""Customer notifications: one per order and template, rendered, sent, logged, announced."""
+"""Customer notifications: one per order, template and reference, rendered, sent, logged,
+announced."""
 
 from __future__ import annotations
 
@@ -67,6 +68,64 @@ class NotificationHandlers:
             },
         )
 
+    def on_order_cancelled(self, envelope: Envelope, uow: UnitOfWork) -> None:
+        payload = envelope.payload
+        self._notify(
+            envelope,
+            uow,
+            payload["order_id"],
+            "order_cancelled",
+            {"reason": payload["reason"], "detail": payload["detail"]},
+        )
+
+    def on_return_label_issued(self, envelope: Envelope, uow: UnitOfWork) -> None:
+        payload = envelope.payload
+        self._notify(
+            envelope,
+            uow,
+            payload["order_id"],
+            "return_label_issued",
+            {
+                "return_id": payload["return_id"],
+                "carrier": payload["carrier"],
+                "label_reference": payload["label_reference"],
+            },
+            reference=payload["return_id"],
+        )
+
+    def on_return_received(self, envelope: Envelope, uow: UnitOfWork) -> None:
+        payload = envelope.payload
+        self._notify(
+            envelope,
+            uow,
+            payload["order_id"],
+            "return_received",
+            {
+                "return_id": payload["return_id"],
+                "lines": [
+                    {"sku": line["sku"], "quantity": line["quantity"]} for line in payload["lines"]
+                ],
+            },
+            reference=payload["return_id"],
+        )
+
+    def on_payment_refunded(self, envelope: Envelope, uow: UnitOfWork) -> None:
+        payload = envelope.payload
+        if payload["amount"] <= 0:
+            return  # nothing was paid back (e.g. nothing had been captured): nothing to tell
+        self._notify(
+            envelope,
+            uow,
+            payload["order_id"],
+            "refund_processed",
+            {
+                "refund_id": payload["refund_id"],
+                "amount": payload["amount"],
+                "currency": payload["currency"],
+            },
+            reference=payload["refund_id"],
+        )
+
     def _notify(
         self,
         cause: Envelope,
@@ -74,20 +133,22 @@ class NotificationHandlers:
         order_id: str,
         template: str,
         context: dict[str, Any],
+        reference: str = "",
     ) -> None:
         exists = uow.session.scalar(
             select(Notification.notification_id).where(
-                Notification.order_id == order_id, Notification.template == template
+                Notification.order_id == order_id,
+                Notification.template == template,
+                Notification.reference == reference,
             )
         )
         if exists:
             return
         notification = Notification(
-            notification_id=str(
-                uuid.uuid5(uuid.NAMESPACE_URL, f"notification:{order_id}:{template}")
-            ),
+            notification_id=notification_id(order_id, template, reference),
             order_id=order_id,
             template=template,
+            reference=reference,
             channel=self._channel.name,
             status="awaiting_contact",
             context=context,
@@ -129,3 +190,12 @@ class NotificationHandlers:
                 producer=uow.service_name,
             )
         )
+
+
+def notification_id(order_id: str, template: str, reference: str = "") -> str:
+    """Deterministic, so a notification keeps its id (the channel's idempotency key) however
+    often it is attempted. Order-level ids keep the form they had before references."""
+    name = f"notification:{order_id}:{template}"
+    if reference:
+        name += f":{reference}"
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
 
 from fulfillment.adapters.tables import ReturnAuthorization
 from fulfillment.domain.returns import ReturnLine
@@ -15,15 +14,11 @@ from fulfillment.handlers.returns import (
     ReturnNotFoundError,
     receive_return,
 )
+from kit.api import RuntimeDep, StrictModel
 from kit.problems import ProblemError
-from kit.service import Runtime
 from kit.unit_of_work import UnitOfWork
 
 router = APIRouter(prefix="/v1", tags=["returns"])
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class ReturnLineIn(StrictModel):
@@ -53,14 +48,6 @@ class ReturnOut(BaseModel):
     received_lines: list[ReturnLineOut] | None
     issued_at: datetime
     received_at: datetime | None
-
-
-def get_runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 @router.post(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from kit.api import RuntimeDep
 from kit.problems import ProblemError
-from kit.service import Runtime
 from kit.unit_of_work import UnitOfWork
 from orders import metrics
 from orders.adapters.tables import Order, OrderReturn, TimelineEntry
@@ -39,19 +39,13 @@ from orders.settings import OrdersSettings
 router = APIRouter(prefix="/v1", tags=["orders"])
 
 
-def get_runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-def get_settings(runtime: Annotated[Runtime, Depends(get_runtime)]) -> OrdersSettings:
+def get_settings(runtime: RuntimeDep) -> OrdersSettings:
     settings = runtime.settings
     if not isinstance(settings, OrdersSettings):
         raise TypeError("the orders API needs OrdersSettings")
     return settings
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SettingsDep = Annotated[OrdersSettings, Depends(get_settings)]
 
 

@@ -9,12 +9,8 @@ import pytest
 from sqlalchemy import select, update
 
 from fulfillment.adapters.tables import Shipment, ShippingOrder
-from fulfillment.testing import (
-    Fulfillment,
-    cancel_shipment,
-    order_placed,
-    payment_captured,
-)
+from fulfillment.testing import Fulfillment, cancel_shipment, payment_captured
+from kit.testing.service_harness import order_placed
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from fulfillment.adapters.tables import ReturnAuthorization
-from fulfillment.testing import Fulfillment, issue_return_label, order_placed, payment_captured
+from fulfillment.testing import Fulfillment, issue_return_label, payment_captured
+from kit.testing.service_harness import order_placed
 
 
 @pytest.fixture

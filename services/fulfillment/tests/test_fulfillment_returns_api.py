@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from fulfillment.testing import Fulfillment, issue_return_label, order_placed, payment_captured
+from fulfillment.testing import Fulfillment, issue_return_label, payment_captured
+from kit.testing.service_harness import order_placed
 
 PROBLEM_BASE = "https://order-pipeline.dev/problems/"
 AUTHORIZED = [{"sku": "T-MUG", "quantity": 2}, {"sku": "T-TEE", "quantity": 1}]

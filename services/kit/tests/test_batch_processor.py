@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
 from sample_service import (
@@ -20,28 +19,13 @@ from sqlalchemy.exc import OperationalError
 
 from kit.consumer import BatchProcessor, Subscription
 from kit.envelope import Envelope, header_map
+from kit.testing import service_harness
+from kit.testing.service_harness import Record
 from kit.unit_of_work import UnitOfWork
 
 
-@dataclass
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-
-
 def record_of(envelope: Envelope, offset: int = 0) -> Record:
-    return Record(
-        "orders.events",
-        0,
-        offset,
-        envelope.key.encode(),
-        SCHEMAS.encode(envelope.event_type, envelope.payload),
-        envelope.headers(),
-    )
+    return service_harness.record_of(envelope, SCHEMAS, "orders.events", offset)
 
 
 @pytest.fixture

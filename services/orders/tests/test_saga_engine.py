@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from kit.envelope import Envelope
-from kit.service import Runtime
+from kit.testing.service_harness import ServiceHarness
+from kit.unit_of_work import UnitOfWork
 from orders.adapters.tables import CatalogItem, Order
 from orders.bootstrap import definition
 from orders.domain.pricing import RequestedLine, ShippingPolicy
@@ -28,14 +28,13 @@ from orders.settings import OrdersSettings
 MUG_PRICE, SHIPPING = 1200, 499
 
 
-class Harness:
+class Harness(ServiceHarness):
     def __init__(self, database_url: str, **settings: Any) -> None:
         self.settings = OrdersSettings(database_url=database_url, **settings)
-        self.runtime = Runtime(self.settings, definition(self.settings))
-        self.runtime.create_tables()
+        super().__init__(self.settings, definition(self.settings))
         self.saga = Saga(self.settings)
-        with self.runtime.unit_of_work() as uow:
-            uow.session.add(
+        self.run(
+            lambda uow: uow.session.add(
                 CatalogItem(
                     sku="MUG",
                     name="Mug",
@@ -45,7 +44,7 @@ class Harness:
                     updated_at=datetime.now(UTC),
                 )
             )
-            uow.commit()
+        )
 
     def place(self, quantity: int = 2) -> str:
         command = PlaceOrder(
@@ -63,28 +62,23 @@ class Harness:
             lines=(RequestedLine("MUG", quantity),),
             payment_token="tok_visa",
         )
-        with self.runtime.unit_of_work() as uow:
-            order = place_order(
-                uow, command, ShippingPolicy(SHIPPING, 100_000), self.settings.stock_deadline
-            )
-            uow.commit()
+        policy = ShippingPolicy(SHIPPING, 100_000)
+        order = self.run(
+            lambda uow: place_order(uow, command, policy, self.settings.stock_deadline)
+        )
         return order.order_id
 
     def feed(self, order_id: str, event_type: str, **payload: Any) -> None:
         envelope = Envelope(event_type, order_id, {"order_id": order_id, **payload}, order_id)
-        with self.runtime.unit_of_work() as uow:
+
+        def handle(uow: UnitOfWork) -> None:
             lock_orders_of_batch([envelope], uow)
             self.saga.on_order_event(envelope, uow)
-            uow.commit()
 
-    def run(self, action: Any) -> Any:
-        with self.runtime.unit_of_work() as uow:
-            result = action(uow)
-            uow.commit()
-        return result
+        self.run(handle)
 
     def order(self, order_id: str) -> Order:
-        with self.runtime.session_factory() as session:
+        with self.session() as session:
             order = session.get(Order, order_id)
             assert order is not None
             _ = order.returns
@@ -92,21 +86,14 @@ class Harness:
 
     def sent(self, order_id: str) -> list[str]:
         """The saga's messages for this order, in the order they were staged."""
-        outbox = self.runtime.outbox
-        with self.runtime.session_factory() as session:
-            rows = session.execute(
-                select(outbox.c.event_type)
-                .where(outbox.c.message_key == order_id)
-                .order_by(outbox.c.id)
-            )
-            return [row.event_type for row in rows]
+        return [t for t, payload in self.emitted() if payload["order_id"] == order_id]
 
 
 @pytest.fixture
 def harness(database_url: str) -> Iterator[Harness]:
     h = Harness(database_url)
     yield h
-    h.runtime.engine.dispose()
+    h.close()
 
 
 def deliver(h: Harness, order_id: str) -> None:
@@ -190,7 +177,7 @@ def test_a_missed_payment_deadline_compensates_and_the_timer_resends_with_backof
     assert order.retry_attempts == 1
     assert order.retry_at is not None
     assert order.retry_at - datetime.now(UTC) > timedelta(seconds=110)  # doubled
-    h.runtime.engine.dispose()
+    h.close()
 
 
 def test_a_partial_return_refunds_its_lines_and_the_last_return_adds_shipping(
@@ -242,7 +229,7 @@ def test_returns_are_refused_before_delivery_during_another_return_and_after_the
     assert kind_of_refusal() == "order-not-delivered"
     deliver(h, order_id)
     assert kind_of_refusal() == "return-window-closed"
-    h.runtime.engine.dispose()
+    h.close()
 
 
 def test_backoff_doubles_up_to_its_cap() -> None:

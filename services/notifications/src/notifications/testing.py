@@ -1,7 +1,7 @@
 """The notifications service on a real database, fed messages the way its consumer feeds them.
 
-For tests: no broker is involved, so whatever the service emits stays in its outbox, and the
-channel records the messages it was asked to send.
+For tests: the kit's `ServiceHarness`, with a channel that records the messages it was asked
+to send.
 """
 
 from __future__ import annotations
@@ -13,23 +13,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from kit.consumer import BatchOutcome
 from kit.envelope import Envelope
-from kit.service import Runtime
+from kit.testing import service_harness
+from kit.testing.service_harness import ServiceHarness, event, sku_lines
 from notifications.adapters.channels import Message
-from notifications.adapters.tables import Notification, outbox
+from notifications.adapters.tables import Notification
 from notifications.bootstrap import definition
 from notifications.settings import NotificationsSettings
-
-
-@dataclass
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 @dataclass
@@ -41,94 +31,33 @@ class RecordingChannel:
         self.sent.append(message)
 
 
-class Notifications:
+class Notifications(ServiceHarness):
     def __init__(self, database_url: str) -> None:
         self.channel = RecordingChannel()
-        self.runtime = Runtime(
-            NotificationsSettings(database_url=database_url), definition(self.channel)
-        )
-        self.runtime.create_tables()
-        self._offset = 0
-
-    def close(self) -> None:
-        self.runtime.engine.dispose()
-        self.runtime.read_engine.dispose()
-
-    def deliver(self, *envelopes: Envelope) -> BatchOutcome:
-        """One consumed batch, handled in one transaction like the Kafka consumer does."""
-        records = []
-        for envelope in envelopes:
-            self._offset += 1
-            records.append(
-                Record(
-                    f"{envelope.producer}.events",
-                    0,
-                    self._offset,
-                    envelope.key.encode(),
-                    self.runtime.schemas.encode(envelope.event_type, envelope.payload),
-                    envelope.headers(),
-                )
-            )
-        return self.runtime.batch_processor().process(records)
+        super().__init__(NotificationsSettings(database_url=database_url), definition(self.channel))
 
     def log(self, template: str | None = None) -> list[Notification]:
         """The notification log, oldest first."""
         query = select(Notification).order_by(Notification.created_at, Notification.reference)
         if template is not None:
             query = query.where(Notification.template == template)
-        with self.runtime.session_factory() as session:
+        with self.session() as session:
             return list(session.scalars(query))
 
     def announced(self) -> list[dict[str, Any]]:
         """The NotificationSent payloads staged in the outbox, oldest first."""
-        with self.runtime.engine.connect() as connection:
-            rows = connection.execute(select(outbox).order_by(outbox.c.id)).all()
-        return [self.runtime.schemas.decode(row.value)[1] for row in rows]
-
-
-def event(event_type: str, producer: str, order_id: str, **payload: Any) -> Envelope:
-    """A new envelope each call: a re-sent answer carries a new event id."""
-    return Envelope(
-        event_type=event_type,
-        key=order_id,
-        payload={"order_id": order_id, **payload},
-        correlation_id=order_id,
-        producer=producer,
-    )
+        return self.payloads("NotificationSent")
 
 
 def order_placed(order_id: str, email: str = "ada@example.com", name: str = "Ada") -> Envelope:
-    return event(
-        "OrderPlaced",
-        "orders",
-        order_id,
-        customer_id="c-1",
-        customer_email=email,
-        customer_name=name,
-        lines=[{"sku": "T-MUG", "name": "Test mug", "quantity": 2, "unit_price": 1000}],
-        currency="EUR",
-        subtotal=2000,
-        shipping=0,
-        total=2000,
-        shipping_address={
-            "name": name,
-            "line1": "1 Test Street",
-            "line2": None,
-            "city": "Berlin",
-            "postal_code": "10115",
-            "region": None,
-            "country": "DE",
-        },
-        payment_token="tok_visa",
-        placed_at=datetime.now(UTC),
-    )
+    return service_harness.order_placed(order_id, customer_email=email, customer_name=name)
 
 
 def order_cancelled(order_id: str, detail: str = "An item is out of stock.") -> Envelope:
     return event(
         "OrderCancelled",
-        "orders",
         order_id,
+        "orders",
         reason="out_of_stock",
         detail=detail,
         cancelled_at=datetime.now(UTC),
@@ -138,8 +67,8 @@ def order_cancelled(order_id: str, detail: str = "An item is out of stock.") -> 
 def return_label_issued(order_id: str, return_id: str, label_reference: str) -> Envelope:
     return event(
         "ReturnLabelIssued",
-        "fulfillment",
         order_id,
+        "fulfillment",
         return_id=return_id,
         carrier="simulated-post",
         label_reference=label_reference,
@@ -151,10 +80,10 @@ def return_received(
 ) -> Envelope:
     return event(
         "ReturnReceived",
-        "fulfillment",
         order_id,
+        "fulfillment",
         return_id=return_id,
-        lines=[{"sku": sku, "quantity": quantity} for sku, quantity in lines],
+        lines=sku_lines(lines),
         received_at=datetime.now(UTC),
     )
 
@@ -162,8 +91,8 @@ def return_received(
 def payment_refunded(order_id: str, refund_id: str, amount: int, currency: str = "EUR") -> Envelope:
     return event(
         "PaymentRefunded",
-        "payments",
         order_id,
+        "payments",
         refund_id=refund_id,
         payment_id=f"pay-{order_id}",
         amount=amount,

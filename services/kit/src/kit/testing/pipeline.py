@@ -50,6 +50,8 @@ class Pipeline:
         for service in SERVICES:
             self.database_urls.setdefault(service, f"sqlite:///{work_dir / (service + '.db')}")
         self.env = dict(env or {})
+        # Per-service overrides on top of `env`, set by `restart`; empty means the defaults.
+        self.overrides: dict[str, dict[str, str]] = {}
         self.ports = dict(zip(SERVICES, kafkactl().free_ports(len(SERVICES)), strict=True))
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -69,6 +71,7 @@ class Pipeline:
                 "DATA_DIR": str(self.work_dir),
                 "HTTP_PORT": str(self.ports[service]),
                 **self.env,
+                **self.overrides.get(service, {}),
             }
             log = self.log_path(service).open("ab")
             self.processes[service] = subprocess.Popen(
@@ -82,7 +85,8 @@ class Pipeline:
             for service in services or SERVICES:
                 wait_until(partial(self._healthy, service), timeout_s, f"{service} to be healthy")
         except BaseException:
-            self.stop()  # never leave the healthy ones running behind a failed start
+            # Never leave the healthy ones of this start running behind a failed start.
+            self.stop(*(services or SERVICES))
             raise
 
     def _healthy(self, service: str) -> bool:
@@ -106,6 +110,26 @@ class Pipeline:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+    def restart(
+        self,
+        service: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        kill: bool = False,
+        timeout_s: float = 60,
+    ) -> None:
+        """Stops one service and starts it again with `env` over the pipeline's environment.
+
+        The overrides last until the next restart: `restart(service)` brings the defaults back.
+        `kill=True` is a crash (SIGKILL), so nothing gets the chance to shut down cleanly."""
+        self.stop(service, kill=kill)
+        self.overrides[service] = dict(env or {})
+        self.start(service, timeout_s=timeout_s)
+
+    def running(self, service: str) -> bool:
+        process = self.processes.get(service)
+        return process is not None and process.poll() is None
 
     def pids(self) -> dict[str, int]:
         return {service: process.pid for service, process in self.processes.items()}

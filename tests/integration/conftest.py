@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from kit.testing.pipeline import SERVICES, Pipeline
 from kit.testing.servers import create_postgres_database
-from tests.integration.helpers import TEST_CATALOG, PipelineClient
+from tests.integration.helpers import TEST_CATALOG, PipelineClient, ServiceControl, catalog_stock
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -32,7 +33,12 @@ def pipeline(
         work_dir,
         kafka_bootstrap,
         database_urls=database_urls,
-        env={"CATALOG_SEED_PATH": str(seed)},
+        env={
+            "CATALOG_SEED_PATH": str(seed),
+            # The carrier collects a parcel 2 s after the shipment is created: long enough
+            # for "fulfilling, not yet dispatched" to be a state a cancellation can meet.
+            "DISPATCH_DELAY_S": "2",
+        },
     )
     try:
         running.start()
@@ -43,4 +49,23 @@ def pipeline(
 
 @pytest.fixture(scope="session")
 def client(pipeline: Pipeline) -> PipelineClient:
-    return PipelineClient(pipeline)
+    client = PipelineClient(pipeline)
+    # Scenarios stop inventory, which publishes the catalog: let it arrive before any does.
+    client.wait_catalog()
+    return client
+
+
+@pytest.fixture
+def services(pipeline: Pipeline) -> Iterator[ServiceControl]:
+    """Stop, start or reconfigure services in a scenario; undone after it, pass or fail."""
+    control = ServiceControl(pipeline)
+    try:
+        yield control
+    finally:
+        control.restore()
+
+
+@pytest.fixture(scope="session")
+def initial_stock() -> Counter[str]:
+    """What the seeded catalog put on the shelves: the start of every stock ledger."""
+    return catalog_stock()

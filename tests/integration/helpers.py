@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+import tomllib
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +44,11 @@ EVENT_TOPICS = (
 )
 PARTITIONS = {spec.name: spec.partitions for spec in kafkactl().load_topics()}
 
+# Where an order can end; "settled" adds that it waits for no acknowledgement any more.
+TERMINAL = frozenset({"COMPLETED", "CANCELLED", "RETURNED"})
+# The goods reached the customer: what these orders hold has left the warehouse.
+DELIVERED = frozenset({"COMPLETED", "RETURN_REQUESTED", "RETURNING", "RETURNED"})
+
 TEST_CATALOG = """
 [[item]]
 sku = "T-MUG"
@@ -66,7 +73,47 @@ unit_price = 9900
 currency = "EUR"
 low_stock_threshold = 0
 stock = { "WH-A" = 1 }
+
+# The mixed run's own SKUs, so its outcomes do not depend on what other scenarios sold.
+[[item]]
+sku = "T-MIX-CAP"
+name = "Mixed-run cap"
+unit_price = 1500
+currency = "EUR"
+low_stock_threshold = 0
+stock = { "WH-A" = 2000, "WH-B" = 2000 }
+
+[[item]]
+sku = "T-MIX-SOCK"
+name = "Mixed-run socks"
+unit_price = 700
+currency = "EUR"
+low_stock_threshold = 0
+stock = { "WH-B" = 4000 }
+
+[[item]]
+sku = "T-MIX-SCARCE"
+name = "Mixed-run scarce lamp"
+unit_price = 4200
+currency = "EUR"
+low_stock_threshold = 0
+stock = { "WH-A" = 20, "WH-B" = 10 }
 """
+
+
+def catalog_stock(catalog: str = TEST_CATALOG) -> Counter[str]:
+    """Units per SKU the seed puts on the shelves, over every warehouse."""
+    stock = Counter[str]()
+    for item in tomllib.loads(catalog)["item"]:
+        stock[item["sku"]] += sum(item.get("stock", {}).values())
+    return stock
+
+
+def problem_type(response: httpx.Response) -> str:
+    """The last segment of a problem+json `type`, e.g. "cancel-too-late"."""
+    assert response.headers["content-type"].startswith("application/problem+json"), response.text
+    kind: str = response.json()["type"]
+    return kind.rsplit("/", 1)[-1]
 
 
 @dataclass
@@ -77,6 +124,15 @@ class PipelineClient:
     @property
     def gateway(self) -> str:
         return self.pipeline.url("orders")
+
+    def wait_catalog(self, timeout_s: float = 60) -> None:
+        """Until the orders service knows every seeded SKU (inventory publishes them at start)."""
+        skus = set(catalog_stock())
+
+        def known() -> bool:
+            return skus <= {sku for (sku,) in self.query("orders", "SELECT sku FROM catalog_items")}
+
+        wait_until(known, timeout_s, "the catalog to reach the orders service")
 
     def place(self, body: dict[str, Any]) -> dict[str, Any]:
         """Places one order, waiting first (bounded) for the catalog to reach the gateway."""
@@ -112,6 +168,91 @@ class PipelineClient:
         order: dict[str, Any] = response.json()
         return order
 
+    def cancel(self, order_id: str) -> httpx.Response:
+        return httpx.post(f"{self.gateway}/v1/orders/{order_id}/cancel", timeout=10)
+
+    def request_return(
+        self, order_id: str, lines: Sequence[tuple[str, int]], reason: str = "changed my mind"
+    ) -> httpx.Response:
+        body = {
+            "lines": [{"sku": sku, "quantity": quantity} for sku, quantity in lines],
+            "reason": reason,
+        }
+        return httpx.post(f"{self.gateway}/v1/orders/{order_id}/returns", json=body, timeout=10)
+
+    def receive_return(
+        self, return_id: str, lines: Sequence[tuple[str, int]] | None = None
+    ) -> httpx.Response:
+        """The warehouse records a parcel; without `lines`, exactly what the label authorized."""
+        body = (
+            None
+            if lines is None
+            else {"lines": [{"sku": sku, "quantity": quantity} for sku, quantity in lines]}
+        )
+        return httpx.post(
+            f"{self.pipeline.url('fulfillment')}/v1/returns/{return_id}/received",
+            json=body,
+            timeout=10,
+        )
+
+    def warehouse_return(self, return_id: str) -> httpx.Response:
+        return httpx.get(f"{self.pipeline.url('fulfillment')}/v1/returns/{return_id}", timeout=10)
+
+    def wait_order(
+        self,
+        order_id: str,
+        condition: Callable[[dict[str, Any]], bool],
+        what: str,
+        timeout_s: float = 60,
+    ) -> dict[str, Any]:
+        """The order as soon as `condition` holds for it."""
+
+        def attempt() -> dict[str, Any] | None:
+            order = self.order(order_id)
+            return order if condition(order) else None
+
+        return wait_until(attempt, timeout_s, f"order {order_id} to be {what}", interval_s=0.1)
+
+    def wait_status(self, order_id: str, *statuses: str, timeout_s: float = 60) -> dict[str, Any]:
+        return self.wait_order(
+            order_id, lambda o: o["status"] in statuses, " or ".join(statuses), timeout_s
+        )
+
+    def wait_awaiting(
+        self, order_id: str, status: str, awaiting: Iterable[str], timeout_s: float = 60
+    ) -> dict[str, Any]:
+        """The order once it is in `status` waiting for exactly the `awaiting` acknowledgements."""
+        expected = sorted(awaiting)
+        return self.wait_order(
+            order_id,
+            lambda o: o["status"] == status and sorted(o["awaiting"]) == expected,
+            f"{status} awaiting {expected}",
+            timeout_s,
+        )
+
+    def wait_settled(
+        self, order_ids: Iterable[str], timeout_s: float = 120
+    ) -> dict[str, dict[str, Any]]:
+        """Every order terminal and waiting for no acknowledgement."""
+        pending = set(order_ids)
+        done: dict[str, dict[str, Any]] = {}
+
+        def all_settled() -> bool:
+            for order_id in list(pending):
+                order = self.order(order_id)
+                if order["status"] in TERMINAL and not order["awaiting"]:
+                    done[order_id] = order
+                    pending.discard(order_id)
+            return not pending
+
+        try:
+            wait_until(all_settled, timeout_s, "orders to settle", interval_s=0.2)
+        except TimeoutError as error:
+            stuck = [self.order(o) for o in sorted(pending)[:10]]
+            described = [f"{o['order_id']} {o['status']} awaiting {o['awaiting']}" for o in stuck]
+            raise TimeoutError(f"{len(pending)} orders did not settle: {described}") from error
+        return done
+
     def wait_terminal(
         self, order_ids: Iterable[str], timeout_s: float = 120
     ) -> dict[str, dict[str, Any]]:
@@ -121,7 +262,7 @@ class PipelineClient:
         def all_terminal() -> bool:
             for order_id in list(pending):
                 order = self.order(order_id)
-                if order["status"] in ("COMPLETED", "CANCELLED"):
+                if order["status"] in TERMINAL:
                     done[order_id] = order
                     pending.discard(order_id)
             return not pending
@@ -143,11 +284,58 @@ class PipelineClient:
         with engine.connect() as connection:
             return [tuple(row) for row in connection.exec_driver_sql(sql, tuple(params))]
 
+    def execute(self, service: str, sql: str, *params: Any) -> None:
+        """Writes to a service's database: only for tests that prove a check notices damage."""
+        self.query(service, "SELECT 1")  # the engine, created once
+        engine = self._engines[service]
+        if engine.dialect.paramstyle != "qmark":
+            sql = sql.replace("?", "%s")
+        with engine.begin() as connection:
+            connection.exec_driver_sql(sql, tuple(params))
+
     def stock(self) -> dict[str, tuple[int, int]]:
         rows = self.query(
             "inventory", "SELECT sku, SUM(on_hand), SUM(reserved) FROM stock_levels GROUP BY sku"
         )
         return {sku: (on_hand, reserved) for sku, on_hand, reserved in rows}
+
+
+class ServiceControl:
+    """Stops, starts and reconfigures services of the shared pipeline for one scenario.
+
+    `restore()` (the `services` fixture calls it whatever the outcome) starts every service
+    the scenario left stopped and restarts those it reconfigured with their defaults, so the
+    next scenario finds the pipeline as the session built it."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self._stopped: set[str] = set()
+        self._reconfigured: set[str] = set()
+
+    def stop(self, service: str, *, kill: bool = False) -> None:
+        self._stopped.add(service)
+        self.pipeline.stop(service, kill=kill)
+
+    def start(self, service: str) -> None:
+        self.pipeline.start(service)
+        self._stopped.discard(service)
+
+    def restart(
+        self, service: str, env: dict[str, str] | None = None, *, kill: bool = False
+    ) -> None:
+        """Restarts `service` with `env` over the defaults (kept until `restore`)."""
+        self._reconfigured.add(service)
+        self.pipeline.restart(service, env=env, kill=kill)
+        self._stopped.discard(service)
+
+    def restore(self) -> None:
+        for service in sorted(self._reconfigured):
+            self.pipeline.restart(service)
+        for service in sorted(self._stopped - self._reconfigured):
+            if not self.pipeline.running(service):
+                self.pipeline.start(service)
+        self._stopped.clear()
+        self._reconfigured.clear()
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[Any]:
@@ -188,6 +376,15 @@ def decoded_events(records: Iterable[Any]) -> list[tuple[str, dict[str, Any], di
 
 async def lagging_groups(bootstrap: str) -> list[str]:
     """Where a service's group has not yet committed up to the end of a topic it reads."""
+    lagging, _ = await consumer_positions(bootstrap)
+    return lagging
+
+
+async def consumer_positions(bootstrap: str) -> tuple[list[str], dict[str, int]]:
+    """Where groups lag behind, and the end offset of every pipeline topic's partition.
+
+    The ends are read once, before the groups' offsets: a group is reported lagging if it
+    had not committed what the topic held when this call began."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await admin.start()
@@ -197,18 +394,20 @@ async def lagging_groups(bootstrap: str) -> list[str]:
             TopicPartition(topic, p) for topic in EVENT_TOPICS for p in range(PARTITIONS[topic])
         ]
         consumer.assign(every_partition)
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(every_partition)
         lagging: list[str] = []
         for group, topics in CONSUMED_TOPICS.items():
             partitions = [tp for tp in every_partition if tp.topic in topics]
             if not partitions:
-                return [f"{group}: no partitions known yet"]
+                return [f"{group}: no partitions known yet"], {}
             committed = await admin.list_consumer_group_offsets(group)
-            ends = await consumer.end_offsets(partitions)
-            for tp, end in ends.items():
+            for tp in partitions:
                 position = committed[tp].offset if tp in committed else 0
-                if position < end:
-                    lagging.append(f"{group} {tp.topic}[{tp.partition}] at {position} of {end}")
-        return lagging
+                if position < ends[tp]:
+                    lagging.append(
+                        f"{group} {tp.topic}[{tp.partition}] at {position} of {ends[tp]}"
+                    )
+        return lagging, {f"{tp.topic}[{tp.partition}]": end for tp, end in ends.items()}
     finally:
         await consumer.stop()
         await admin.close()

@@ -286,7 +286,9 @@ class KafkaBatchConsumer:
             isolation_level="read_committed",
             max_poll_records=self._max_batch,
             fetch_max_wait_ms=self._poll_timeout_ms,
-            session_timeout_ms=30_000,
+            # A crashed instance's partitions move to the others after this long; heartbeats
+            # run in their own task, so a long batch does not count against it.
+            session_timeout_ms=10_000,
             heartbeat_interval_ms=3_000,
             max_poll_interval_ms=300_000,
         )

@@ -65,6 +65,9 @@ ACKNOWLEDGED_BY = {
 }
 COMMAND_FOR = {ack: command for command, ack in ACKNOWLEDGED_BY.items()}
 
+# Events that only tell the customer's story (what was sent to them): never a transition.
+INFORMATIONAL = frozenset({"NotificationSent"})
+
 # Timer and customer inputs, next to the events other services publish.
 DEADLINE_PASSED = "DeadlinePassed"
 CUSTOMER_CANCEL = "CustomerCancel"
@@ -129,6 +132,8 @@ def _ignore(state: SagaState, why: str) -> Decision:
 
 
 def _why_ignored(state: SagaState, event: Input) -> str:
+    if event.event_type in INFORMATIONAL:
+        return "for the timeline"
     if state.status in (S.COMPENSATING, S.CANCELLED) and event.event_type in _FORWARD_STEP:
         return "late: the compensation's commands undo it"
     if event.event_type in COMMAND_FOR:

@@ -24,6 +24,7 @@ from orders.domain.returns import OrderedLine, ReturnLine, refund_for
 from orders.domain.saga import (
     ACKNOWLEDGED_BY,
     COMMAND_FOR,
+    INFORMATIONAL,
     Decision,
     Input,
     OrderStatus,
@@ -136,7 +137,7 @@ class Saga:
         )
         if decision.changed:
             self._apply(uow, order, decision, cause)
-        else:
+        elif event.event_type not in INFORMATIONAL:
             metrics.saga_inputs_ignored.labels(event.event_type).inc()
         return decision
 

@@ -33,10 +33,14 @@ class CatalogItem(OrdersBase):
 class Order(OrdersBase):
     __tablename__ = "orders"
     order_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # The storefront client (API key owner) that placed it: the only one that sees it.
+    client_id: Mapped[str] = mapped_column(String(64), index=True, default="")
     customer_id: Mapped[str] = mapped_column(String(100), index=True)
     customer_email: Mapped[str] = mapped_column(String(254))
     customer_name: Mapped[str] = mapped_column(String(200))
     shipping_address: Mapped[dict[str, Any]] = mapped_column(JSON)
+    notes: Mapped[str | None] = mapped_column(String(1000))
+    client_metadata: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     currency: Mapped[str] = mapped_column(String(3))
     subtotal: Mapped[int]
     shipping: Mapped[int]
@@ -114,3 +118,30 @@ class OrderReturn(OrdersBase):
     refund_amount: Mapped[int | None]
     requested_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]
+
+
+class ApiClient(OrdersBase):
+    """An API key of a storefront client. Only a hash of the secret is stored."""
+
+    __tablename__ = "api_keys"
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)  # public part of the key
+    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    secret_hash: Mapped[str] = mapped_column(String(64))  # sha256 hex of the secret part
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class IdempotencyRecord(OrdersBase):
+    """The first response to a POST with an Idempotency-Key, replayed to its retries."""
+
+    __tablename__ = "idempotency_keys"
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of method, path and body
+    response_status: Mapped[int]
+    response_body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    location: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)

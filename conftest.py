@@ -30,3 +30,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'test.db'}"
     server = request.getfixturevalue("postgres")
     return create_postgres_database(server, f"test_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def postgresql_url(postgres: int | str) -> str:
+    """For what only PostgreSQL has (several concurrent writers, advisory locks)."""
+    return create_postgres_database(postgres, f"test_{uuid.uuid4().hex[:12]}")

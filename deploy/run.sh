@@ -12,10 +12,18 @@ python deploy/kafka/kafkactl.py start
 trap 'echo "stopping Kafka"; python deploy/kafka/kafkactl.py stop' EXIT
 python deploy/kafka/kafkactl.py create-topics
 
+# A storefront API key for trying the gateway, created once (only its hash is stored).
+if [ ! -s .run/dev-api-key ]; then
+  python -m orders.cli keys create --client dev-storefront --name "make run" --json \
+    | python -c 'import json, sys; print(json.load(sys.stdin)["key"])' > .run/dev-api-key
+fi
+API_KEY="$(cat .run/dev-api-key)"
+
 cat <<INFO
 
   Order Pipeline is starting (state in .run/; 'make clean' resets it)
     gateway        http://127.0.0.1:8000/v1/orders
+    API key        ${API_KEY}   (also in .run/dev-api-key; header: Authorization: Bearer …)
     API docs       http://127.0.0.1:8000/docs
     warehouse      http://127.0.0.1:8003/v1/returns/{return_id}/received
     metrics        orders :8000  inventory :8001  payments :8002  fulfillment :8003  notifications :8004  (/metrics)

@@ -54,6 +54,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from kit.settings import REPO_ROOT
+from kit.testing.gateway import async_gateway_client
 from kit.testing.orders import order_body
 from kit.testing.pipeline import SERVICES, Pipeline, wait_until
 from kit.testing.servers import kafkactl
@@ -293,7 +294,7 @@ def open_orders(scrapes: Mapping[str, Scrape]) -> int:
 
 def wait_for_first_order(pipeline: Pipeline, body: dict[str, Any], timeout_s: float) -> str:
     """POSTs a probe order until the catalog has reached the gateway, then waits for COMPLETED."""
-    http = httpx.Client(base_url=pipeline.url("orders"), timeout=10)
+    http = pipeline.gateway()
 
     def place() -> str | None:
         response = http.post("/v1/orders", json=body)
@@ -523,7 +524,7 @@ def completion_stats(
     }
 
 
-def load_clients(gateway: str, args: argparse.Namespace) -> list[httpx.AsyncClient]:
+def load_clients(gateway: str, api_key: str, args: argparse.Namespace) -> list[httpx.AsyncClient]:
     """Small pools rather than one big one for the load.
 
     httpcore scans every pooled connection (a poll() each) on every request event, so one
@@ -532,7 +533,7 @@ def load_clients(gateway: str, args: argparse.Namespace) -> list[httpx.AsyncClie
     """
     limits = httpx.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE)
     return [
-        httpx.AsyncClient(base_url=gateway, limits=limits, timeout=args.request_timeout)
+        async_gateway_client(gateway, api_key, limits=limits, timeout=args.request_timeout)
         for _ in range(max(1, math.ceil(args.connections / POOL_SIZE)))
     ]
 
@@ -547,10 +548,13 @@ async def run_step(
     loop = asyncio.get_running_loop()  # its clock is time.monotonic(), as every deadline here
     gateway = pipeline.url("orders")
     async with contextlib.AsyncExitStack() as stack:
-        clients = [await stack.enter_async_context(c) for c in load_clients(gateway, args)]
+        api_key = pipeline.api_key()
+        clients = [await stack.enter_async_context(c) for c in load_clients(gateway, api_key, args)]
         # Metrics and GETs get their own client so they never queue behind the load.
         side = await stack.enter_async_context(
-            httpx.AsyncClient(base_url=gateway, limits=httpx.Limits(max_connections=8), timeout=60)
+            async_gateway_client(
+                gateway, api_key, limits=httpx.Limits(max_connections=8), timeout=60
+            )
         )
         rss = await stack.enter_async_context(tracking_rss(pids))
         settled, _ = await wait_for_orders(

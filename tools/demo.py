@@ -13,9 +13,13 @@ import random
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
+
+from kit.settings import REPO_ROOT
+from kit.testing.gateway import gateway_client
 
 SKUS = ["MUG-BLUE", "TEE-BLACK-M", "SOCKS-3PK", "BOTTLE-1L", "POSTER-A2", "LAMP-DESK"]
 TOKENS = ["tok_visa"] * 8 + ["tok_mastercard", "tok_chargeDeclined"]
@@ -44,12 +48,22 @@ def main() -> int:
     parser.add_argument("--gateway", default="http://127.0.0.1:8000")
     parser.add_argument("--orders", type=int, default=30)
     parser.add_argument("--warehouse", default="http://127.0.0.1:8003", help="fulfillment")
+    parser.add_argument(
+        "--api-key-file",
+        type=Path,
+        default=REPO_ROOT / ".run" / "dev-api-key",
+        help="the storefront API key 'make run' created",
+    )
     parser.add_argument("--rate", type=float, default=5.0, help="orders per second")
     args = parser.parse_args()
     placed: list[str] = []
     to_return: set[str] = set()
+    if not args.api_key_file.exists():
+        print(f"no API key in {args.api_key_file}: start the pipeline with 'make run'")
+        return 1
+    api_key = args.api_key_file.read_text().strip()
     with (
-        httpx.Client(base_url=args.gateway, timeout=10) as http,
+        gateway_client(args.gateway, api_key) as http,
         httpx.Client(base_url=args.warehouse, timeout=10) as warehouse,
     ):
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import tomllib
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -23,6 +24,7 @@ from kit.avro_codec import SchemaStore
 from kit.database import create_database_engine
 from kit.envelope import header_map
 from kit.settings import REPO_ROOT
+from kit.testing.gateway import async_gateway_client
 from kit.testing.pipeline import Pipeline, wait_until
 from kit.testing.servers import kafkactl
 
@@ -125,6 +127,14 @@ class PipelineClient:
     def gateway(self) -> str:
         return self.pipeline.url("orders")
 
+    @functools.cached_property
+    def http(self) -> httpx.Client:
+        """The gateway as storefront client `storefront-1` sees it (API key, Idempotency-Key)."""
+        return self.pipeline.gateway()
+
+    def async_http(self, **options: Any) -> httpx.AsyncClient:
+        return async_gateway_client(self.gateway, self.pipeline.api_key(), **options)
+
     def wait_catalog(self, timeout_s: float = 60) -> None:
         """Until the orders service knows every seeded SKU (inventory publishes them at start)."""
         skus = set(catalog_stock())
@@ -138,7 +148,7 @@ class PipelineClient:
         """Places one order, waiting first (bounded) for the catalog to reach the gateway."""
 
         def attempt() -> dict[str, Any] | None:
-            response = httpx.post(f"{self.gateway}/v1/orders", json=body, timeout=10)
+            response = self.http.post("/v1/orders", json=body)
             if response.status_code == 422 and "unknown SKU" in response.text:
                 return None  # the catalog copy has not arrived yet
             assert response.status_code == 202, response.text
@@ -151,7 +161,7 @@ class PipelineClient:
         self, bodies: Sequence[dict[str, Any]], concurrency: int = 50
     ) -> list[str]:
         limit = asyncio.Semaphore(concurrency)
-        async with httpx.AsyncClient(base_url=self.gateway, timeout=30) as http:
+        async with self.async_http() as http:
 
             async def one(body: dict[str, Any]) -> str:
                 async with limit:
@@ -163,13 +173,13 @@ class PipelineClient:
             return list(await asyncio.gather(*(one(body) for body in bodies)))
 
     def order(self, order_id: str) -> dict[str, Any]:
-        response = httpx.get(f"{self.gateway}/v1/orders/{order_id}", timeout=10)
+        response = self.http.get(f"/v1/orders/{order_id}")
         assert response.status_code == 200, response.text
         order: dict[str, Any] = response.json()
         return order
 
     def cancel(self, order_id: str) -> httpx.Response:
-        return httpx.post(f"{self.gateway}/v1/orders/{order_id}/cancel", timeout=10)
+        return self.http.post(f"/v1/orders/{order_id}/cancel")
 
     def request_return(
         self, order_id: str, lines: Sequence[tuple[str, int]], reason: str = "changed my mind"
@@ -178,7 +188,7 @@ class PipelineClient:
             "lines": [{"sku": sku, "quantity": quantity} for sku, quantity in lines],
             "reason": reason,
         }
-        return httpx.post(f"{self.gateway}/v1/orders/{order_id}/returns", json=body, timeout=10)
+        return self.http.post(f"/v1/orders/{order_id}/returns", json=body)
 
     def receive_return(
         self, return_id: str, lines: Sequence[tuple[str, int]] | None = None

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from kit.testing.orders import order_body
@@ -49,10 +48,8 @@ def test_orders_accepted_while_kafka_is_down_complete_when_it_returns(
         broker.stop()
         accepted = []
         for n in range(100):
-            response = httpx.post(
-                f"{client.gateway}/v1/orders",
-                json=order_body([("T-MUG", 1)], customer=f"o{n}"),
-                timeout=10,
+            response = client.http.post(
+                "/v1/orders", json=order_body([("T-MUG", 1)], customer=f"o{n}")
             )
             assert response.status_code == 202, response.text
             accepted.append(response.json()["order_id"])

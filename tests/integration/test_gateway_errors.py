@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import httpx
-
 from kit.testing.orders import order_body
 from tests.integration.helpers import PipelineClient
 
 
 def test_an_unknown_sku_is_a_422_naming_the_line(client: PipelineClient) -> None:
     client.place(order_body([("T-TEE", 1)], customer="catalog-ready"))
-    response = httpx.post(
-        f"{client.gateway}/v1/orders", json=order_body([("T-TEE", 1), ("NO-SUCH-SKU", 1)])
-    )
+    response = client.http.post("/v1/orders", json=order_body([("T-TEE", 1), ("NO-SUCH-SKU", 1)]))
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
@@ -25,7 +21,7 @@ def test_an_unknown_sku_is_a_422_naming_the_line(client: PipelineClient) -> None
 def test_unknown_fields_and_bad_values_are_rejected_field_by_field(client: PipelineClient) -> None:
     body = order_body([("T-TEE", 0)])
     body["price_override"] = 1
-    response = httpx.post(f"{client.gateway}/v1/orders", json=body)
+    response = client.http.post("/v1/orders", json=body)
     assert response.status_code == 422
     fields = {error["field"] for error in response.json()["errors"]}
     assert fields == {"lines.0.quantity", "price_override"}
@@ -33,7 +29,7 @@ def test_unknown_fields_and_bad_values_are_rejected_field_by_field(client: Pipel
 
 
 def test_an_unknown_order_is_a_404_problem(client: PipelineClient) -> None:
-    response = httpx.get(f"{client.gateway}/v1/orders/does-not-exist")
+    response = client.http.get("/v1/orders/does-not-exist")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["type"].endswith("/order-not-found")

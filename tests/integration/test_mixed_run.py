@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import httpx
-
 from kit.testing.orders import order_body
 from tests.integration.helpers import PipelineClient, problem_type
 from tests.integration.ledger import assert_ledger, load_orders
@@ -76,7 +74,7 @@ async def place_at_a_steady_pace(
     """Places every order at ORDERS_PER_SECOND and sends the planned cancellations; returns
     the order ids and, per cancelled order's index, the answer to its cancellation."""
     cancel_answers: dict[int, int] = {}
-    async with httpx.AsyncClient(base_url=client.gateway, timeout=30) as http:
+    async with client.async_http() as http:
 
         async def place(plan: Plan) -> str:
             body = order_body(plan.lines, token=plan.token, customer=f"mixed-{plan.kind}")

@@ -16,6 +16,7 @@ from orders.bootstrap import definition
 from orders.domain.pricing import RequestedLine, ShippingPolicy
 from orders.domain.returns import ReturnLine, refund_id_for_cancellation, refund_id_for_return
 from orders.handlers.customer_requests import (
+    OrderNotFoundError,
     RequestRefusedError,
     request_cancellation,
     request_return,
@@ -26,6 +27,7 @@ from orders.handlers.timers import SagaTimers
 from orders.settings import OrdersSettings
 
 MUG_PRICE, SHIPPING = 1200, 499
+CLIENT = "storefront-1"
 
 
 class Harness(ServiceHarness):
@@ -49,6 +51,7 @@ class Harness(ServiceHarness):
     def place(self, quantity: int = 2) -> str:
         command = PlaceOrder(
             order_id=f"o-{datetime.now(UTC).timestamp()}",
+            client_id=CLIENT,
             customer_id="c-1",
             customer_email="c@example.com",
             customer_name="C",
@@ -111,7 +114,7 @@ def test_a_paid_order_cancelled_stops_the_shipment_then_refunds_and_releases(
     order_id = h.place()
     h.feed(order_id, "StockReserved")
     h.feed(order_id, "PaymentCaptured", payment_id="p-1")
-    h.run(lambda uow: request_cancellation(uow, h.saga, order_id))
+    h.run(lambda uow: request_cancellation(uow, h.saga, CLIENT, order_id))
     order = h.order(order_id)
     assert (order.status, order.awaiting) == ("COMPENSATING", {"ShipmentCancelled": ""})
     assert h.sent(order_id)[-1] == "CancelShipment"
@@ -141,7 +144,7 @@ def test_a_dispatched_order_cannot_be_cancelled(harness: Harness) -> None:
     h.feed(order_id, "PaymentCaptured", payment_id="p-1")
     h.feed(order_id, "ShipmentDispatched", tracking_number="T1", dispatched_at=datetime.now(UTC))
     with pytest.raises(RequestRefusedError) as refused:
-        h.run(lambda uow: request_cancellation(uow, h.saga, order_id))
+        h.run(lambda uow: request_cancellation(uow, h.saga, CLIENT, order_id))
     assert refused.value.kind == "cancel-too-late"
     assert "returns" in refused.value.detail
     assert h.order(order_id).status == "FULFILLING"
@@ -190,7 +193,9 @@ def test_a_partial_return_refunds_its_lines_and_the_last_return_adds_shipping(
 
     def return_and_complete(quantity: int) -> int:
         order_return = h.run(
-            lambda uow: request_return(uow, h.saga, order_id, [ReturnLine("MUG", quantity)], "x")
+            lambda uow: request_return(
+                uow, h.saga, CLIENT, order_id, [ReturnLine("MUG", quantity)], "x"
+            )
         )
         rid = order_return.return_id
         assert h.sent(order_id)[-2:] == ["ReturnRequested", "IssueReturnLabel"]
@@ -212,7 +217,9 @@ def test_a_partial_return_refunds_its_lines_and_the_last_return_adds_shipping(
     assert return_and_complete(2) == 2 * MUG_PRICE + SHIPPING
     assert h.order(order_id).refunded == 3 * MUG_PRICE + SHIPPING
     with pytest.raises(ValueError, match="can still be returned"):
-        h.run(lambda uow: request_return(uow, h.saga, order_id, [ReturnLine("MUG", 1)], "x"))
+        h.run(
+            lambda uow: request_return(uow, h.saga, CLIENT, order_id, [ReturnLine("MUG", 1)], "x")
+        )
 
 
 def test_returns_are_refused_before_delivery_during_another_return_and_after_the_window(
@@ -223,7 +230,11 @@ def test_returns_are_refused_before_delivery_during_another_return_and_after_the
 
     def kind_of_refusal() -> str:
         with pytest.raises(RequestRefusedError) as refused:
-            h.run(lambda uow: request_return(uow, h.saga, order_id, [ReturnLine("MUG", 1)], "x"))
+            h.run(
+                lambda uow: request_return(
+                    uow, h.saga, CLIENT, order_id, [ReturnLine("MUG", 1)], "x"
+                )
+            )
         return refused.value.kind
 
     assert kind_of_refusal() == "order-not-delivered"
@@ -235,3 +246,11 @@ def test_returns_are_refused_before_delivery_during_another_return_and_after_the
 def test_backoff_doubles_up_to_its_cap() -> None:
     pauses = [backoff(n, timedelta(seconds=5), timedelta(seconds=60)) for n in range(6)]
     assert [p.total_seconds() for p in pauses] == [5, 10, 20, 40, 60, 60]
+
+
+def test_another_clients_order_is_not_found(harness: Harness) -> None:
+    h = harness
+    order_id = h.place()
+    with pytest.raises(OrderNotFoundError):
+        h.run(lambda uow: request_cancellation(uow, h.saga, "someone-else", order_id))
+    assert h.order(order_id).status == "PENDING"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,17 +20,34 @@ log = logging.getLogger(__name__)
 class ProblemError(Exception):
     """Raise from an endpoint to answer with a problem document."""
 
-    def __init__(self, status: int, kind: str, title: str, detail: str, **extensions: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        title: str,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.kind = kind
         self.title = title
         self.detail = detail
+        self.headers = dict(headers or {})  # e.g. Retry-After, WWW-Authenticate
         self.extensions = extensions
 
 
 def problem_response(
-    status: int, kind: str, title: str, detail: str, instance: str, **extensions: Any
+    status: int,
+    kind: str,
+    title: str,
+    detail: str,
+    instance: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extensions: Any,
 ) -> JSONResponse:
     body = {
         "type": PROBLEM_BASE + kind,
@@ -39,7 +57,7 @@ def problem_response(
         "instance": instance,
         **extensions,
     }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -51,6 +69,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             error.title,
             error.detail,
             request.url.path,
+            headers=error.headers,
             **error.extensions,
         )
 

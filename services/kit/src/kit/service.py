@@ -52,6 +52,8 @@ class ServiceDefinition:
     routers: Sequence[APIRouter] = ()
     periodic_jobs: Sequence[PeriodicJob] = ()
     on_startup: Callable[[Runtime], None] | None = None
+    # Middleware and other app-level additions (e.g. a request body size limit).
+    configure_app: Callable[[FastAPI], None] | None = None
     title: str = ""
 
 
@@ -160,6 +162,8 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app = FastAPI(title=definition.title or definition.name, lifespan=lifespan)
     install_problem_handlers(app)
+    if definition.configure_app is not None:
+        definition.configure_app(app)
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     async def metrics() -> Response:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from kit.consumer import Subscription
 from kit.service import PeriodicJob, ServiceDefinition
 from orders import contracts
+from orders.adapters.idempotency_store import purge_expired
 from orders.adapters.tables import OrdersBase
 from orders.entrypoints.api import router
+from orders.entrypoints.limits import BodySizeLimit
 from orders.handlers.catalog import on_catalog_item_updated
 from orders.handlers.saga import Saga, lock_orders_of_batch
 from orders.handlers.timers import SagaTimers
@@ -44,6 +46,10 @@ def definition(settings: OrdersSettings) -> ServiceDefinition:
         ),
         routers=[router],
         periodic_jobs=[
-            PeriodicJob("saga timers", settings.saga_timer_interval_s, SagaTimers(saga).run)
+            PeriodicJob("saga timers", settings.saga_timer_interval_s, SagaTimers(saga).run),
+            PeriodicJob("idempotency purge", settings.idempotency_purge_interval_s, purge_expired),
         ],
+        configure_app=lambda app: app.add_middleware(
+            BodySizeLimit, max_bytes=settings.max_body_bytes
+        ),
     )

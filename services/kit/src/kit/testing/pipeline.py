@@ -10,11 +10,12 @@ import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
 from kit.settings import REPO_ROOT
+from kit.testing.gateway import create_api_key, gateway_client
 from kit.testing.servers import kafkactl
 
 SERVICES = ("orders", "inventory", "payments", "fulfillment", "notifications")
@@ -54,6 +55,7 @@ class Pipeline:
         self.overrides: dict[str, dict[str, str]] = {}
         self.ports = dict(zip(SERVICES, kafkactl().free_ports(len(SERVICES)), strict=True))
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._api_keys: dict[tuple[str, tuple[str, ...]], str] = {}
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -61,18 +63,38 @@ class Pipeline:
     def log_path(self, service: str) -> Path:
         return self.work_dir / f"{service}.log"
 
+    def service_env(self, service: str) -> dict[str, str]:
+        """The environment `service` runs with (also right for its admin CLI)."""
+        return {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "DATABASE_URL": self.database_urls[service],
+            "DATA_DIR": str(self.work_dir),
+            "HTTP_PORT": str(self.ports[service]),
+            **self.env,
+            **self.overrides.get(service, {}),
+        }
+
+    def api_key(
+        self,
+        client_id: str = "storefront-1",
+        scopes: tuple[str, ...] = ("orders:read", "orders:write"),
+    ) -> str:
+        """A gateway API key of `client_id` with `scopes`, created once per pipeline."""
+        if (client_id, scopes) not in self._api_keys:
+            self._api_keys[(client_id, scopes)] = create_api_key(
+                self.service_env("orders"), client_id, scopes
+            )
+        return self._api_keys[(client_id, scopes)]
+
+    def gateway(self, client_id: str = "storefront-1", **options: Any) -> httpx.Client:
+        """An HTTP client of the gateway authenticated as `client_id`, for every scope."""
+        return gateway_client(self.url("orders"), self.api_key(client_id), **options)
+
     def start(self, *services: str, timeout_s: float = 60) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         for service in services or SERVICES:
-            env = {
-                **os.environ,
-                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-                "DATABASE_URL": self.database_urls[service],
-                "DATA_DIR": str(self.work_dir),
-                "HTTP_PORT": str(self.ports[service]),
-                **self.env,
-                **self.overrides.get(service, {}),
-            }
+            env = self.service_env(service)
             log = self.log_path(service).open("ab")
             self.processes[service] = subprocess.Popen(
                 [sys.executable, "-m", service],

@@ -137,6 +137,8 @@ class ServiceHarness:
 
         app = FastAPI(lifespan=lifespan)
         install_problem_handlers(app)
+        if self.definition.configure_app is not None:
+            self.definition.configure_app(app)
         for router in self.definition.routers:
             app.include_router(router)
         app.state.runtime = self.runtime

@@ -32,9 +32,13 @@ class CatalogItem(OrdersBase):
 
 class Order(OrdersBase):
     __tablename__ = "orders"
+    __table_args__ = (
+        # GET /v1/orders: one client's orders newest first, keyset-paginated (listing.py)
+        Index("ix_orders_client_placed", "client_id", "placed_at", "order_id"),
+    )
     order_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     # The storefront client (API key owner) that placed it: the only one that sees it.
-    client_id: Mapped[str] = mapped_column(String(64), index=True, default="")
+    client_id: Mapped[str] = mapped_column(String(64), default="")
     customer_id: Mapped[str] = mapped_column(String(100), index=True)
     customer_email: Mapped[str] = mapped_column(String(254))
     customer_name: Mapped[str] = mapped_column(String(200))

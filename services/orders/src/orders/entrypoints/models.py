@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, EmailStr, Field, StringConstraints
 
 from kit.api import StrictModel
 
@@ -30,12 +31,28 @@ class LineIn(StrictModel):
     quantity: int = Field(ge=1, le=1000)
 
 
+MetadataKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,40}$")]
+MetadataValue = Annotated[str, StringConstraints(max_length=500)]
+
+
 class OrderIn(StrictModel):
     customer: CustomerIn
     shipping_address: AddressIn
     lines: list[LineIn] = Field(min_length=1, max_length=100)
     payment_token: str = Field(
         min_length=1, max_length=100, description="Payment-method token, e.g. tok_visa"
+    )
+    currency: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code the storefront shows prices in; if given, the catalog's "
+        "currency must match it (422 otherwise). Prices always come from the catalog.",
+    )
+    notes: str | None = Field(default=None, max_length=1000, description="For the warehouse")
+    metadata: dict[MetadataKey, MetadataValue] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="The storefront's own references (e.g. its cart id), returned as given",
     )
 
 
@@ -92,8 +109,9 @@ class OrderOut(BaseModel):
     customer_id: str
     currency: str
     lines: list[LineOut]
-    subtotal: int
+    subtotal: int = Field(description="Integer minor units of `currency`, as every amount")
     shipping: int
+    tax: int = Field(description="Included in the prices; 0 until a tax engine is configured")
     total: int
     refunded: int
     placed_at: datetime
@@ -103,4 +121,6 @@ class OrderOut(BaseModel):
     retry_attempts: int
     shipment: ShipmentOut | None
     returns: list[ReturnOut]
+    notes: str | None
+    metadata: dict[str, str]
     timeline: list[TimelineOut]

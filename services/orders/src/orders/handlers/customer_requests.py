@@ -38,15 +38,15 @@ class RequestRefusedError(Exception):
         self.detail = detail
 
 
-def _locked_order(uow: UnitOfWork, order_id: str) -> Order:
+def _locked_order(uow: UnitOfWork, order_id: str, client_id: str) -> Order:
     order = uow.session.get(Order, order_id, with_for_update=True)
-    if order is None:
+    if order is None or order.client_id != client_id:  # another client's order: not found
         raise OrderNotFoundError(order_id)
     return order
 
 
-def request_cancellation(uow: UnitOfWork, saga: Saga, order_id: str) -> None:
-    order = _locked_order(uow, order_id)
+def request_cancellation(uow: UnitOfWork, saga: Saga, client_id: str, order_id: str) -> None:
+    order = _locked_order(uow, order_id, client_id)
     if cancel_refusal(saga_state(order)):
         raise RequestRefusedError(
             "cancel-too-late",
@@ -59,12 +59,13 @@ def request_cancellation(uow: UnitOfWork, saga: Saga, order_id: str) -> None:
 def request_return(
     uow: UnitOfWork,
     saga: Saga,
+    client_id: str,
     order_id: str,
     lines: Sequence[ReturnLine],
     reason: str,
 ) -> OrderReturn:
     """Raises OrderNotFoundError, RequestRefusedError, or ReturnError (lines that can't go)."""
-    order = _locked_order(uow, order_id)
+    order = _locked_order(uow, order_id, client_id)
     status = OrderStatus(order.status)
     if status in (OrderStatus.RETURN_REQUESTED, OrderStatus.RETURNING):
         raise RequestRefusedError(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,12 +20,15 @@ class PlaceOrder:
     # Chosen by the caller before the write: running the command twice (a retried group
     # commit) then fails on the primary key instead of storing a second order.
     order_id: str
+    client_id: str  # the storefront client whose API key placed it
     customer_id: str
     customer_email: str
     customer_name: str
     shipping_address: dict[str, Any]
     lines: tuple[RequestedLine, ...]
     payment_token: str
+    notes: str | None = None
+    client_metadata: dict[str, str] = field(default_factory=dict)
     traceparent: str | None = None
 
 
@@ -47,10 +50,13 @@ def place_order(
     now = datetime.now(UTC)
     order = Order(
         order_id=command.order_id,
+        client_id=command.client_id,
         customer_id=command.customer_id,
         customer_email=command.customer_email,
         customer_name=command.customer_name,
         shipping_address=command.shipping_address,
+        notes=command.notes,
+        client_metadata=dict(command.client_metadata),
         currency=priced.currency,
         subtotal=priced.subtotal,
         shipping=priced.shipping,

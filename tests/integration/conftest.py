@@ -13,6 +13,12 @@ from kit.testing.pipeline import SERVICES, Pipeline
 from kit.testing.servers import create_postgres_database
 from tests.integration.helpers import TEST_CATALOG, PipelineClient, ServiceControl, catalog_stock
 
+GENEROUS_LIMITS = {
+    "RATE_LIMIT": "100000/second",
+    "MAX_OPEN_ORDERS_PER_CUSTOMER": "100000",
+    "MAX_QUANTITY_PER_SKU": "1000000",
+}
+
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def pipeline(
@@ -38,6 +44,9 @@ def pipeline(
             # The carrier collects a parcel 2 s after the shipment is created: long enough
             # for "fulfilling, not yet dispatched" to be a state a cancellation can meet.
             "DISPATCH_DELAY_S": "2",
+            # The scenarios place hundreds of orders for a handful of test customers: the
+            # anti-hoarding and rate limits are tested on their own, with the defaults.
+            **GENEROUS_LIMITS,
         },
     )
     try:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from kit.database import create_database_engine
 from orders.adapters.api_key_store import (
     ApiKeyAuthenticator,
     CreatedKey,
@@ -22,7 +21,7 @@ from orders.adapters.api_key_store import (
     list_keys,
     revoke_key,
 )
-from orders.adapters.tables import ApiClient, OrdersBase
+from orders.adapters.tables import ApiClient
 from orders.domain.api_keys import (
     ALL_SCOPES,
     MalformedKeyError,
@@ -36,6 +35,7 @@ from orders.domain.api_keys import (
     parse_key,
     secret_matches,
 )
+from orders.testing import ManualClock
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TTL = timedelta(seconds=5)
@@ -135,20 +135,7 @@ def test_key_names_are_trimmed_and_bounded() -> None:
             checked_name(bad)
 
 
-# --- the store, on every database ---------------------------------------------------------
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = create_database_engine(database_url)
-    OrdersBase.metadata.create_all(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+# --- the store, on every database (`sessions`: see conftest.py) ----------------------------
 
 
 def add_key(
@@ -177,6 +164,12 @@ def rejection(sessions: sessionmaker[Session], token: str) -> Rejection:
     return error.value.reason
 
 
+@pytest.fixture
+def key(sessions: sessionmaker[Session]) -> CreatedKey:
+    """A key of shop-1, in the database."""
+    return add_key(sessions)
+
+
 def test_a_created_key_authenticates_as_its_client_with_its_scopes(
     sessions: sessionmaker[Session],
 ) -> None:
@@ -201,32 +194,38 @@ def test_the_database_holds_only_the_hash_of_the_secret(sessions: sessionmaker[S
     assert all(secret not in str(value) for value in row)
 
 
-def test_a_wrong_secret_is_rejected(sessions: sessionmaker[Session]) -> None:
-    created = add_key(sessions)
-    other_secret = generate_key().secret
-    assert (
-        rejection(sessions, f"opk_{created.info.key_id}_{other_secret}") is Rejection.WRONG_SECRET
-    )
+def its_own_token(key: CreatedKey) -> str:
+    return key.token
 
 
-def test_an_unknown_key_id_is_rejected(sessions: sessionmaker[Session]) -> None:
-    add_key(sessions)
-    assert rejection(sessions, generate_key().token) is Rejection.UNKNOWN_KEY
+def another_secret(key: CreatedKey) -> str:
+    return f"opk_{key.info.key_id}_{generate_key().secret}"
 
 
-def test_a_revoked_key_is_rejected(sessions: sessionmaker[Session]) -> None:
-    created = add_key(sessions)
-    revoke(sessions, created.info.key_id)
-    assert rejection(sessions, created.token) is Rejection.REVOKED
+def another_key_id(key: CreatedKey) -> str:
+    return generate_key().token
 
 
-def test_a_revoked_key_with_a_wrong_secret_is_a_wrong_secret(
+@pytest.mark.parametrize(
+    ("revoked", "presented_token", "reason"),
+    [
+        pytest.param(False, another_secret, Rejection.WRONG_SECRET, id="wrong-secret"),
+        pytest.param(False, another_key_id, Rejection.UNKNOWN_KEY, id="unknown-key-id"),
+        pytest.param(True, its_own_token, Rejection.REVOKED, id="revoked"),
+        # The secret is checked first: a wrong one never learns that the key was revoked.
+        pytest.param(True, another_secret, Rejection.WRONG_SECRET, id="revoked-wrong-secret"),
+    ],
+)
+def test_a_key_is_rejected_with_its_reason(
     sessions: sessionmaker[Session],
+    key: CreatedKey,
+    revoked: bool,
+    presented_token: Callable[[CreatedKey], str],
+    reason: Rejection,
 ) -> None:
-    created = add_key(sessions)
-    revoke(sessions, created.info.key_id)
-    token = f"opk_{created.info.key_id}_{generate_key().secret}"
-    assert rejection(sessions, token) is Rejection.WRONG_SECRET
+    if revoked:
+        revoke(sessions, key.info.key_id)
+    assert rejection(sessions, presented_token(key)) is reason
 
 
 def test_revoking_again_keeps_the_first_revocation_and_unknown_keys_are_none(
@@ -281,14 +280,6 @@ def test_invalid_keys_are_not_created(sessions: sessionmaker[Session]) -> None:
 # --- the authenticator's cache --------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class CountingSessions:
     """The read sessions the authenticator opens, counted."""
 
@@ -302,8 +293,8 @@ class CountingSessions:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock(1000.0)
 
 
 @pytest.fixture
@@ -312,23 +303,28 @@ def reads(sessions: sessionmaker[Session]) -> CountingSessions:
 
 
 @pytest.fixture
-def authenticator(reads: CountingSessions, clock: Clock) -> ApiKeyAuthenticator:
+def authenticator(reads: CountingSessions, clock: ManualClock) -> ApiKeyAuthenticator:
     return ApiKeyAuthenticator(reads, TTL, clock=clock)
 
 
+@pytest.fixture
+def presented(key: CreatedKey) -> PresentedKey:
+    """`key`, as a request presents it."""
+    return parse_key(key.token)
+
+
 def test_a_key_is_read_from_the_database_once_per_ttl(
-    sessions: sessionmaker[Session],
+    key: CreatedKey,
+    presented: PresentedKey,
     reads: CountingSessions,
-    clock: Clock,
+    clock: ManualClock,
     authenticator: ApiKeyAuthenticator,
 ) -> None:
-    created = add_key(sessions)
-    presented = parse_key(created.token)
     assert authenticator.from_cache(presented) is None
     for _ in range(3):
         assert authenticator.authenticate(presented).client_id == "shop-1"
         clock.now += 1
-    assert authenticator.from_cache(presented) == created.info
+    assert authenticator.from_cache(presented) == key.info
     assert reads.opened == 1
     clock.now += TTL.total_seconds()
     assert authenticator.from_cache(presented) is None
@@ -337,14 +333,16 @@ def test_a_key_is_read_from_the_database_once_per_ttl(
 
 
 def test_a_revocation_takes_effect_once_the_ttl_has_passed(
-    sessions: sessionmaker[Session], clock: Clock, authenticator: ApiKeyAuthenticator
+    sessions: sessionmaker[Session],
+    key: CreatedKey,
+    presented: PresentedKey,
+    clock: ManualClock,
+    authenticator: ApiKeyAuthenticator,
 ) -> None:
-    created = add_key(sessions)
-    presented = parse_key(created.token)
     authenticator.authenticate(presented)
-    revoke(sessions, created.info.key_id)
+    revoke(sessions, key.info.key_id)
     clock.now += TTL.total_seconds() - 0.001
-    assert authenticator.authenticate(presented).key_id == created.info.key_id  # still cached
+    assert authenticator.authenticate(presented).key_id == key.info.key_id  # still cached
     clock.now += 0.001
     with pytest.raises(KeyRejectedError) as error:
         authenticator.authenticate(presented)
@@ -352,23 +350,26 @@ def test_a_revocation_takes_effect_once_the_ttl_has_passed(
 
 
 def test_forgetting_a_key_makes_its_revocation_immediate(
-    sessions: sessionmaker[Session], authenticator: ApiKeyAuthenticator
+    sessions: sessionmaker[Session],
+    key: CreatedKey,
+    presented: PresentedKey,
+    authenticator: ApiKeyAuthenticator,
 ) -> None:
-    created = add_key(sessions)
-    presented = parse_key(created.token)
     authenticator.authenticate(presented)
-    revoke(sessions, created.info.key_id)
-    authenticator.forget(created.info.key_id)
+    revoke(sessions, key.info.key_id)
+    authenticator.forget(key.info.key_id)
     with pytest.raises(KeyRejectedError):
         authenticator.authenticate(presented)
 
 
 def test_a_cached_key_still_needs_its_secret(
-    sessions: sessionmaker[Session], reads: CountingSessions, authenticator: ApiKeyAuthenticator
+    key: CreatedKey,
+    presented: PresentedKey,
+    reads: CountingSessions,
+    authenticator: ApiKeyAuthenticator,
 ) -> None:
-    created = add_key(sessions)
-    authenticator.authenticate(parse_key(created.token))
-    wrong = PresentedKey(created.info.key_id, generate_key().secret)
+    authenticator.authenticate(presented)
+    wrong = PresentedKey(key.info.key_id, generate_key().secret)
     with pytest.raises(KeyRejectedError) as error:
         authenticator.from_cache(wrong)
     assert error.value.reason is Rejection.WRONG_SECRET
@@ -378,11 +379,13 @@ def test_a_cached_key_still_needs_its_secret(
 
 
 def test_a_revoked_key_is_remembered_as_revoked(
-    sessions: sessionmaker[Session], reads: CountingSessions, authenticator: ApiKeyAuthenticator
+    sessions: sessionmaker[Session],
+    key: CreatedKey,
+    presented: PresentedKey,
+    reads: CountingSessions,
+    authenticator: ApiKeyAuthenticator,
 ) -> None:
-    created = add_key(sessions)
-    revoke(sessions, created.info.key_id)
-    presented = parse_key(created.token)
+    revoke(sessions, key.info.key_id)
     for _ in range(3):
         with pytest.raises(KeyRejectedError):
             authenticator.authenticate(presented)
@@ -403,7 +406,7 @@ def test_unknown_keys_are_not_remembered_so_a_new_key_works_at_once(
 
 
 def test_the_cache_is_bounded_and_drops_its_oldest_entries(
-    sessions: sessionmaker[Session], reads: CountingSessions, clock: Clock
+    sessions: sessionmaker[Session], reads: CountingSessions, clock: ManualClock
 ) -> None:
     authenticator = ApiKeyAuthenticator(reads, TTL, clock=clock, max_entries=2)
     first, second, third = (parse_key(add_key(sessions).token) for _ in range(3))

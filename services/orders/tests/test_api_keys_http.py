@@ -6,15 +6,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter
 from fastapi.testclient import TestClient
-from httpx import Response
 
-from kit.problems import PROBLEM_BASE, PROBLEM_JSON, install_problem_handlers
-from kit.service import ServiceDefinition
-from kit.testing.service_harness import ServiceHarness
 from orders.adapters.api_key_store import ApiKeyAuthenticator, create_key, revoke_key
-from orders.adapters.tables import Order, OrdersBase
+from orders.adapters.tables import Order
 from orders.domain.api_keys import ALL_SCOPES, generate_key
 from orders.entrypoints.auth import (
     AUTH_RESPONSES,
@@ -24,43 +20,31 @@ from orders.entrypoints.auth import (
     install_api_key_authenticator,
     require_scope,
 )
-from orders.settings import OrdersSettings
+from orders.testing import GatewayHarness, ManualClock, assert_problem
 
 TTL = timedelta(seconds=5)
 
+# One read and one write endpoint, each answering who called.
+things = APIRouter()
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
 
-    def __call__(self) -> float:
-        return self.now
+@things.get("/things", responses=AUTH_RESPONSES)
+def read_things(caller: ReadCaller) -> dict[str, str]:
+    return {"client_id": caller.client_id, "key_id": caller.key_id}
+
+
+@things.post("/things", responses=AUTH_RESPONSES)
+async def write_things(caller: WriteCaller) -> dict[str, str]:
+    return {"client_id": caller.client_id, "key_id": caller.key_id}
 
 
 class Gateway:
-    """A tiny app with one read and one write endpoint, on the orders runtime's database."""
+    """The endpoints on the orders runtime's database, and the keys that call them."""
 
-    def __init__(self, database_url: str) -> None:
-        # Only the tables matter here: no routes of the real API, no consumer.
-        self.harness = ServiceHarness(
-            OrdersSettings(database_url=database_url),
-            ServiceDefinition(name="orders", metadata=OrdersBase.metadata, routes={}),
-        )
-        self.runtime = self.harness.runtime
-        self.clock = Clock()
-        app = FastAPI()
-        install_problem_handlers(app)
-        app.state.runtime = self.runtime
-
-        @app.get("/things", responses=AUTH_RESPONSES)
-        def read_things(caller: ReadCaller) -> dict[str, str]:
-            return {"client_id": caller.client_id, "key_id": caller.key_id}
-
-        @app.post("/things", responses=AUTH_RESPONSES)
-        async def write_things(caller: WriteCaller) -> dict[str, str]:
-            return {"client_id": caller.client_id, "key_id": caller.key_id}
-
-        self.app = app
+    def __init__(self, orders_db: GatewayHarness) -> None:
+        self.runtime = orders_db.runtime
+        self.clock = ManualClock()
+        self.app = orders_db.app(things)
 
     def use_clock(self) -> None:
         install_api_key_authenticator(
@@ -79,10 +63,8 @@ class Gateway:
 
 
 @pytest.fixture
-def gateway(database_url: str) -> Iterator[Gateway]:
-    gateway = Gateway(database_url)
-    yield gateway
-    gateway.harness.close()
+def gateway(orders_db: GatewayHarness) -> Gateway:
+    return Gateway(orders_db)
 
 
 @pytest.fixture
@@ -93,15 +75,6 @@ def client(gateway: Gateway) -> Iterator[TestClient]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def assert_problem(response: Response, status: int, kind: str) -> dict[str, object]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM_JSON
-    body: dict[str, object] = response.json()
-    assert body["type"] == PROBLEM_BASE + kind
-    assert body["status"] == status
-    return body
 
 
 def test_a_valid_key_is_the_caller_of_both_kinds_of_endpoint(
@@ -171,21 +144,22 @@ def test_a_revoked_key_is_401(gateway: Gateway, client: TestClient) -> None:
     assert_problem(client.get("/things", headers=bearer(token)), 401, "unauthenticated")
 
 
-def test_a_read_only_key_may_not_write_403_naming_the_scope(
-    gateway: Gateway, client: TestClient
+@pytest.mark.parametrize(
+    ("scope", "allowed", "refused", "missing"),
+    [
+        pytest.param("orders:read", "GET", "POST", "orders:write", id="read-only-may-not-write"),
+        pytest.param("orders:write", "POST", "GET", "orders:read", id="write-only-may-not-read"),
+    ],
+)
+def test_a_key_without_the_endpoints_scope_is_403_naming_the_scope(
+    gateway: Gateway, client: TestClient, scope: str, allowed: str, refused: str, missing: str
 ) -> None:
-    token = gateway.key(scopes=("orders:read",))
-    assert client.get("/things", headers=bearer(token)).status_code == 200
-    body = assert_problem(client.post("/things", headers=bearer(token)), 403, "insufficient-scope")
-    assert body["required_scope"] == "orders:write"
-    assert "orders:write" in str(body["detail"])
-
-
-def test_a_write_only_key_may_not_read_403(gateway: Gateway, client: TestClient) -> None:
-    token = gateway.key(scopes=("orders:write",))
-    assert client.post("/things", headers=bearer(token)).status_code == 200
-    body = assert_problem(client.get("/things", headers=bearer(token)), 403, "insufficient-scope")
-    assert body["required_scope"] == "orders:read"
+    token = gateway.key(scopes=(scope,))
+    assert client.request(allowed, "/things", headers=bearer(token)).status_code == 200
+    response = client.request(refused, "/things", headers=bearer(token))
+    body = assert_problem(response, 403, "insufficient-scope")
+    assert body["required_scope"] == missing
+    assert missing in str(body["detail"])
 
 
 def test_a_401_challenges_for_a_bearer_token(gateway: Gateway, client: TestClient) -> None:

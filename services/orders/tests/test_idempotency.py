@@ -21,13 +21,10 @@ from httpx import Response as HttpResponse
 from sqlalchemy import func, select
 
 from kit.api import RuntimeDep, StrictModel
-from kit.problems import PROBLEM_BASE, PROBLEM_JSON, ProblemError
-from kit.service import ServiceDefinition
-from kit.testing.service_harness import ServiceHarness
+from kit.problems import ProblemError
 from kit.unit_of_work import UnitOfWork
-from orders import contracts
 from orders.adapters.idempotency_store import purge_expired
-from orders.adapters.tables import CatalogItem, IdempotencyRecord, OrdersBase
+from orders.adapters.tables import CatalogItem, IdempotencyRecord
 from orders.entrypoints.idempotency import (
     REPLAYED_HEADER,
     IdempotentRequest,
@@ -38,7 +35,7 @@ from orders.entrypoints.idempotency import (
     parse_key,
     run_idempotent,
 )
-from orders.settings import OrdersSettings
+from orders.testing import GatewayHarness, assert_problem
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TTL = timedelta(hours=1)
@@ -97,14 +94,14 @@ class Things:
         return rendered
 
     def run(
-        self, harness: ServiceHarness, request: IdempotentRequest, name: str = "mug"
+        self, process: GatewayHarness, request: IdempotentRequest, name: str = "mug"
     ) -> Callable[[], asyncio.Future[JSONResponse]]:
         """A call of run_idempotent as one gateway process would make it."""
 
         def call() -> asyncio.Future[JSONResponse]:
             return asyncio.ensure_future(
                 run_idempotent(
-                    harness.runtime,
+                    process.runtime,
                     "shop-1",
                     request,
                     self.work(name, request.key),
@@ -163,36 +160,19 @@ def things_router(things: Things) -> APIRouter:
     return router
 
 
-def orders_harness(database_url: str, things: Things | None = None) -> ServiceHarness:
-    definition = ServiceDefinition(
-        name="orders",
-        metadata=OrdersBase.metadata,
-        routes=contracts.PUBLISHES,
-        routers=[things_router(things)] if things else [],
-    )
-    return ServiceHarness(OrdersSettings(database_url=database_url), definition)
-
-
 @pytest.fixture
 def things() -> Things:
     return Things()
 
 
 @pytest.fixture
-def harness(database_url: str, things: Things) -> Iterator[ServiceHarness]:
-    harness = orders_harness(database_url, things)
-    yield harness
-    harness.close()
-
-
-@pytest.fixture
-def client(harness: ServiceHarness) -> Iterator[TestClient]:
-    with TestClient(harness.app()) as client:
+def client(orders_db: GatewayHarness, things: Things) -> Iterator[TestClient]:
+    with TestClient(orders_db.app(things_router(things))) as client:
         yield client
 
 
 @contextlib.asynccontextmanager
-async def committing(*harnesses: ServiceHarness) -> AsyncIterator[None]:
+async def committing(*harnesses: GatewayHarness) -> AsyncIterator[None]:
     """The group committers of gateway processes, as their lifespan runs them."""
     tasks = [asyncio.create_task(h.runtime.committer.run()) for h in harnesses]
     try:
@@ -203,13 +183,13 @@ async def committing(*harnesses: ServiceHarness) -> AsyncIterator[None]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def effects(harness: ServiceHarness) -> int:
-    with harness.session() as session:
+def effects(orders_db: GatewayHarness) -> int:
+    with orders_db.session() as session:
         return session.scalar(select(func.count()).select_from(CatalogItem)) or 0
 
 
-def records(harness: ServiceHarness) -> list[IdempotencyRecord]:
-    with harness.session() as session:
+def records(orders_db: GatewayHarness) -> list[IdempotencyRecord]:
+    with orders_db.session() as session:
         return list(session.scalars(select(IdempotencyRecord).order_by(IdempotencyRecord.key)))
 
 
@@ -221,14 +201,6 @@ def post(
         headers["Idempotency-Key"] = key
     response: HttpResponse = client.post("/things", json=body or {"name": "mug"}, headers=headers)
     return response
-
-
-def assert_problem(response: HttpResponse, status: int, kind: str) -> dict[str, object]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM_JSON
-    body: dict[str, object] = response.json()
-    assert body["type"] == PROBLEM_BASE + kind
-    return body
 
 
 # -- the key and the fingerprint ---------------------------------------------------------------
@@ -271,20 +243,20 @@ def test_an_empty_long_or_malformed_key_is_invalid(header: str) -> None:
 
 
 def test_a_post_without_a_key_is_refused_and_changes_nothing(
-    harness: ServiceHarness, client: TestClient
+    orders_db: GatewayHarness, client: TestClient
 ) -> None:
     body = assert_problem(post(client, None), 400, "idempotency-key-missing")
     assert "Idempotency-Key" in str(body["detail"])
     assert_problem(post(client, ""), 400, "idempotency-key-invalid")
     assert_problem(post(client, "k" * 256), 400, "idempotency-key-invalid")
-    assert effects(harness) == 0
+    assert effects(orders_db) == 0
 
 
 # -- replay and reuse --------------------------------------------------------------------------
 
 
 def test_a_retry_replays_the_first_response_and_makes_nothing_new(
-    harness: ServiceHarness, client: TestClient
+    orders_db: GatewayHarness, client: TestClient
 ) -> None:
     first = post(client, "k-1")
     assert first.status_code == 202, first.text
@@ -296,11 +268,11 @@ def test_a_retry_replays_the_first_response_and_makes_nothing_new(
     assert again.headers[REPLAYED_HEADER] == "true"
     assert again.content == first.content
     assert again.headers["location"] == first.headers["location"]
-    assert effects(harness) == 1
+    assert effects(orders_db) == 1
 
 
 def test_a_retry_formatted_differently_is_still_the_same_request(
-    harness: ServiceHarness, client: TestClient
+    orders_db: GatewayHarness, client: TestClient
 ) -> None:
     headers = {"Idempotency-Key": "k-2", "Content-Type": "application/json"}
     first = client.post("/things", content=b'{"name":"mug","refuse":false}', headers=headers)
@@ -310,11 +282,11 @@ def test_a_retry_formatted_differently_is_still_the_same_request(
     assert first.status_code == again.status_code == 202
     assert again.headers[REPLAYED_HEADER] == "true"
     assert again.json() == first.json()
-    assert effects(harness) == 1
+    assert effects(orders_db) == 1
 
 
 def test_a_key_reused_for_another_request_is_refused(
-    harness: ServiceHarness, client: TestClient
+    orders_db: GatewayHarness, client: TestClient
 ) -> None:
     assert post(client, "k-3", {"name": "mug"}).status_code == 202
     body = assert_problem(post(client, "k-3", {"name": "teapot"}), 422, "idempotency-key-reused")
@@ -322,11 +294,11 @@ def test_a_key_reused_for_another_request_is_refused(
     # The path is part of the request: the same key on another endpoint is a reuse too.
     other = client.post("/things/x/polish", headers={"Idempotency-Key": "k-3"})
     assert_problem(other, 422, "idempotency-key-reused")
-    assert effects(harness) == 1
+    assert effects(orders_db) == 1
 
 
 def test_an_endpoint_without_a_body_is_replayed_too(
-    harness: ServiceHarness, client: TestClient
+    orders_db: GatewayHarness, client: TestClient
 ) -> None:
     first = client.post("/things/x/polish", headers={"Idempotency-Key": "p-1"})
     again = client.post("/things/x/polish", headers={"Idempotency-Key": "p-1"})
@@ -340,50 +312,50 @@ def test_an_endpoint_without_a_body_is_replayed_too(
     assert replayed.headers[REPLAYED_HEADER] == "true"
     reused = client.post("/things/x/polish", content=b"b", headers=headers)
     assert_problem(reused, 422, "idempotency-key-reused")
-    assert effects(harness) == 2
+    assert effects(orders_db) == 2
 
 
-def test_two_clients_may_use_the_same_key(harness: ServiceHarness, client: TestClient) -> None:
+def test_two_clients_may_use_the_same_key(orders_db: GatewayHarness, client: TestClient) -> None:
     first = post(client, "shared", client_id="shop-1")
     second = post(client, "shared", client_id="shop-2")
     assert first.status_code == second.status_code == 202
     assert REPLAYED_HEADER not in second.headers
     assert first.json() != second.json()
-    assert effects(harness) == 2
-    assert [(r.client_id, r.key) for r in records(harness)] == [
+    assert effects(orders_db) == 2
+    assert [(r.client_id, r.key) for r in records(orders_db)] == [
         ("shop-1", "shared"),
         ("shop-2", "shared"),
     ]
 
 
 def test_a_failed_request_stores_nothing_and_its_key_can_be_retried(
-    harness: ServiceHarness, client: TestClient
+    orders_db: GatewayHarness, client: TestClient
 ) -> None:
     refused = post(client, "k-4", {"name": "mug", "refuse": True})
     assert_problem(refused, 422, "thing-refused")
-    assert records(harness) == []
+    assert records(orders_db) == []
     # Fixed, the request is another request, yet the key is free again.
     fixed = post(client, "k-4", {"name": "mug"})
     assert fixed.status_code == 202
     assert REPLAYED_HEADER not in fixed.headers
-    assert effects(harness) == 1
+    assert effects(orders_db) == 1
 
 
 def test_an_answer_that_is_not_a_success_is_not_stored(
-    harness: ServiceHarness, client: TestClient
+    orders_db: GatewayHarness, client: TestClient
 ) -> None:
     first = post(client, "k-5", {"name": "mug", "answer_status": 409})
     assert first.status_code == 409
     again = post(client, "k-5", {"name": "mug", "answer_status": 409})
     assert REPLAYED_HEADER not in again.headers
-    assert records(harness) == []
+    assert records(orders_db) == []
 
 
 # -- in flight and concurrent ------------------------------------------------------------------
 
 
 def test_a_retry_while_the_first_request_runs_is_told_the_key_is_in_use(
-    harness: ServiceHarness, client: TestClient, things: Things
+    orders_db: GatewayHarness, client: TestClient, things: Things
 ) -> None:
     things.gate.clear()
     with ThreadPoolExecutor(1) as pool:
@@ -394,11 +366,11 @@ def test_a_retry_while_the_first_request_runs_is_told_the_key_is_in_use(
         things.gate.set()
         assert first.result(timeout=30).status_code == 202
     assert post(client, "k-6").headers[REPLAYED_HEADER] == "true"
-    assert effects(harness) == 1
+    assert effects(orders_db) == 1
 
 
 def test_concurrent_identical_requests_make_exactly_one_effect(
-    harness: ServiceHarness, client: TestClient
+    orders_db: GatewayHarness, client: TestClient
 ) -> None:
     n = 20
     barrier = threading.Barrier(n)
@@ -418,24 +390,21 @@ def test_concurrent_identical_requests_make_exactly_one_effect(
     assert {r.content for r in accepted} == {originals[0].content}
     for refused in (r for r in responses if r.status_code == 409):
         assert_problem(refused, 409, "idempotency-key-in-use")
-    assert effects(harness) == 1
-    assert len(records(harness)) == 1
+    assert effects(orders_db) == 1
+    assert len(records(orders_db)) == 1
 
 
 async def test_concurrent_requests_in_several_processes_make_exactly_one_effect(
     database_url: str,
 ) -> None:
     """No shared in-flight registry: the database alone decides."""
-    processes = [orders_harness(database_url) for _ in range(2)]
     request = IdempotentRequest("k-8", fingerprint("POST", "/things", {"name": "mug"}))
-    try:
+    with GatewayHarness(database_url) as first, GatewayHarness(database_url) as second:
+        processes = [first, second]
         async with committing(*processes):
             calls = [Things().run(processes[n % 2], request) for n in range(20)]
             outcomes = await asyncio.gather(*(call() for call in calls), return_exceptions=True)
-        made = effects(processes[0])
-    finally:
-        for process in processes:
-            process.close()
+        made = effects(first)
     assert made == 1
     responses = [o for o in outcomes if isinstance(o, JSONResponse)]
     refusals = [o for o in outcomes if not isinstance(o, JSONResponse)]
@@ -449,11 +418,10 @@ async def test_concurrent_requests_in_several_processes_make_exactly_one_effect(
 async def test_a_process_that_loses_the_race_replays_the_winner(postgresql_url: str) -> None:
     # PostgreSQL only: with SQLite's single writer the loser's transaction starts after the
     # winner's commit, so there is no race to lose.
-    loser, winner = orders_harness(postgresql_url), orders_harness(postgresql_url)
     request = IdempotentRequest("k-9", fingerprint("POST", "/things", {"name": "mug"}))
     slow = Things()
     slow.gate.clear()
-    try:
+    with GatewayHarness(postgresql_url) as loser, GatewayHarness(postgresql_url) as winner:
         async with committing(loser, winner):
             # The loser checked for the key and is making its effect when the winner commits.
             losing = slow.run(loser, request)()
@@ -466,29 +434,26 @@ async def test_a_process_that_loses_the_race_replays_the_winner(postgresql_url: 
         assert bytes(lost.body) == bytes(won.body)
         assert lost.headers["location"] == won.headers["location"]
         assert effects(winner) == 1  # the loser's effect was rolled back with its insert
-    finally:
-        loser.close()
-        winner.close()
 
 
 async def test_a_key_taken_by_a_record_not_visible_yet_is_in_use(
-    harness: ServiceHarness, things: Things
+    orders_db: GatewayHarness, things: Things
 ) -> None:
     things.squat = True
     request = IdempotentRequest("k-10", fingerprint("POST", "/things", {"name": "mug"}))
-    async with committing(harness):
+    async with committing(orders_db):
         with pytest.raises(ProblemError) as refused:
-            await things.run(harness, request)()
+            await things.run(orders_db, request)()
     assert (refused.value.status, refused.value.kind) == (409, "idempotency-key-in-use")
-    assert effects(harness) == 0
-    assert records(harness) == []
+    assert effects(orders_db) == 0
+    assert records(orders_db) == []
 
 
 # -- expiry ------------------------------------------------------------------------------------
 
 
 def test_an_expired_key_is_forgotten_and_can_be_used_afresh(
-    harness: ServiceHarness, client: TestClient, things: Things
+    orders_db: GatewayHarness, client: TestClient, things: Things
 ) -> None:
     first = post(client, "k-11", {"name": "mug"})
     things.now = T0 + TTL - timedelta(seconds=1)
@@ -499,21 +464,21 @@ def test_an_expired_key_is_forgotten_and_can_be_used_afresh(
     assert fresh.status_code == 202
     assert REPLAYED_HEADER not in fresh.headers
     assert fresh.json() != first.json()
-    assert effects(harness) == 2
-    (record,) = records(harness)
+    assert effects(orders_db) == 2
+    (record,) = records(orders_db)
     assert record.expires_at == T0 + 2 * TTL
     assert record.response_body == fresh.json()
 
 
 def test_the_purge_deletes_expired_records_only(
-    harness: ServiceHarness, client: TestClient, things: Things
+    orders_db: GatewayHarness, client: TestClient, things: Things
 ) -> None:
     for n in range(3):
         things.now = T0 + timedelta(minutes=n)
         assert post(client, f"p-{n}").status_code == 202
 
-    purged = harness.run(lambda uow: purge_expired(uow, T0 + TTL + timedelta(minutes=1)))
+    purged = orders_db.run(lambda uow: purge_expired(uow, T0 + TTL + timedelta(minutes=1)))
 
     assert purged == 2
-    assert [r.key for r in records(harness)] == ["p-2"]
-    assert harness.run(lambda uow: purge_expired(uow, T0 + TTL + timedelta(minutes=1))) == 0
+    assert [r.key for r in records(orders_db)] == ["p-2"]
+    assert orders_db.run(lambda uow: purge_expired(uow, T0 + TTL + timedelta(minutes=1))) == 0

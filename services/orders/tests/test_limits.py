@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Annotated
 
@@ -13,18 +11,12 @@ import limits.storage.memory
 import pytest
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.testclient import TestClient
-from httpx import Response as HttpResponse
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import Message
 
 from kit.api import RuntimeDep
-from kit.database import create_database_engine
-from kit.problems import PROBLEM_BASE, PROBLEM_JSON, ProblemError, install_problem_handlers
-from kit.service import ServiceDefinition
-from kit.testing.service_harness import ServiceHarness
-from orders import contracts
-from orders.adapters.tables import Order, OrderLine, OrdersBase
+from kit.problems import PROBLEM_JSON, ProblemError, install_problem_handlers
 from orders.domain.pricing import RequestedLine
 from orders.domain.saga import OrderStatus
 from orders.entrypoints import limits as gateway_limits
@@ -36,17 +28,7 @@ from orders.entrypoints.limits import (
     client_rate_limiter,
     customer_lock_key,
 )
-from orders.settings import OrdersSettings
-
-
-def assert_problem(response: HttpResponse, status: int, kind: str) -> dict[str, object]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM_JSON
-    body: dict[str, object] = response.json()
-    assert body["type"] == PROBLEM_BASE + kind
-    assert body["status"] == status
-    return body
-
+from orders.testing import GatewayHarness, ManualClock, assert_problem, new_order
 
 # -- body size ---------------------------------------------------------------------------------
 
@@ -147,29 +129,26 @@ async def test_the_limit_is_enforced_on_raw_chunks_and_the_excess_is_never_read(
 # -- rate per client ---------------------------------------------------------------------------
 
 
-class FakeTime:
-    """Stands in for the `time` module of limits' memory storage and of our limiter."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    fake = FakeTime(1_000_000.0)
-    monkeypatch.setattr(limits.storage.memory, "time", fake)
-    monkeypatch.setattr(gateway_limits, "time", SimpleNamespace(time=fake.time))
-    return fake
+def clock(monkeypatch: pytest.MonkeyPatch) -> ManualClock:
+    """Stands in for the `time` module of limits' memory storage and of our limiter."""
+    clock = ManualClock(1_000_000.0)
+    monkeypatch.setattr(limits.storage.memory, "time", SimpleNamespace(time=clock))
+    monkeypatch.setattr(gateway_limits, "time", SimpleNamespace(time=clock))
+    return clock
 
 
-def test_a_client_over_its_rate_is_told_when_to_come_back(clock: FakeTime) -> None:
+def two_requests_per_minute(clock: ManualClock, seconds_apart: float) -> ClientRateLimiter:
+    """A limiter of 2/minute, and shop-1's two requests, `seconds_apart`."""
     limiter = ClientRateLimiter("2/minute")
     limiter.check_rate("shop-1")
-    clock.now += 10
+    clock.now += seconds_apart
     limiter.check_rate("shop-1")
+    return limiter
+
+
+def test_a_client_over_its_rate_is_told_when_to_come_back(clock: ManualClock) -> None:
+    limiter = two_requests_per_minute(clock, 10)
     clock.now += 10.5
 
     with pytest.raises(RateLimitedError) as refused:
@@ -182,11 +161,8 @@ def test_a_client_over_its_rate_is_told_when_to_come_back(clock: FakeTime) -> No
     assert error.extensions["limit"] == "2 per 1 minute"
 
 
-def test_the_window_moves_on(clock: FakeTime) -> None:
-    limiter = ClientRateLimiter("2/minute")
-    limiter.check_rate("shop-1")
-    clock.now += 30
-    limiter.check_rate("shop-1")
+def test_the_window_moves_on(clock: ManualClock) -> None:
+    limiter = two_requests_per_minute(clock, 30)
     clock.now += 29.9
     with pytest.raises(RateLimitedError) as refused:
         limiter.check_rate("shop-1")
@@ -197,7 +173,7 @@ def test_the_window_moves_on(clock: FakeTime) -> None:
         limiter.check_rate("shop-1")
 
 
-def test_each_client_has_its_own_window(clock: FakeTime) -> None:
+def test_each_client_has_its_own_window(clock: ManualClock) -> None:
     limiter = ClientRateLimiter("1/second")
     limiter.check_rate("shop-1")
     limiter.check_rate("shop-2")
@@ -234,7 +210,7 @@ def rate_app(limit: str) -> FastAPI:
     return app
 
 
-def test_a_client_over_its_rate_gets_a_429_problem(clock: FakeTime) -> None:
+def test_a_client_over_its_rate_gets_a_429_problem(clock: ManualClock) -> None:
     with TestClient(rate_app("2/minute")) as client:
         responses = [client.get("/things", headers={"X-Client": "shop-1"}) for _ in range(3)]
         other = client.get("/things", headers={"X-Client": "shop-2"})
@@ -245,7 +221,7 @@ def test_a_client_over_its_rate_gets_a_429_problem(clock: FakeTime) -> None:
     assert "2 per 1 minute" in str(body["detail"])
 
 
-def test_a_429_carries_retry_after_in_whole_seconds(clock: FakeTime) -> None:
+def test_a_429_carries_retry_after_in_whole_seconds(clock: ManualClock) -> None:
     with TestClient(rate_app("1/minute")) as client:
         client.get("/things", headers={"X-Client": "shop-1"})
         clock.now += 0.5
@@ -258,23 +234,6 @@ def test_a_429_carries_retry_after_in_whole_seconds(clock: FakeTime) -> None:
 # -- per customer ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
-    yield from _sessions(database_url)
-
-
-@pytest.fixture
-def postgresql_sessions(postgresql_url: str) -> Iterator[sessionmaker[Session]]:
-    yield from _sessions(postgresql_url)
-
-
-def _sessions(url: str) -> Iterator[sessionmaker[Session]]:
-    engine = create_database_engine(url)
-    OrdersBase.metadata.create_all(engine)
-    yield sessionmaker(engine, expire_on_commit=False)
-    engine.dispose()
-
-
 def stored_order(
     session: Session,
     lines: dict[str, int],
@@ -282,33 +241,9 @@ def stored_order(
     customer_id: str = "c-1",
     client_id: str = "shop-1",
 ) -> None:
-    now = datetime.now(UTC)
-    session.add(
-        Order(
-            order_id=str(uuid.uuid4()),
-            client_id=client_id,
-            customer_id=customer_id,
-            customer_email=f"{customer_id}@example.com",
-            customer_name="Test Customer",
-            shipping_address={"country": "DE"},
-            notes=None,
-            client_metadata={},
-            currency="EUR",
-            subtotal=0,
-            shipping=0,
-            total=0,
-            status=status,
-            placed_at=now,
-            updated_at=now,
-            awaiting={},
-            retry_attempts=0,
-            refunded=0,
-            lines=[
-                OrderLine(line_no=n, sku=sku, name=sku, quantity=quantity, unit_price=100)
-                for n, (sku, quantity) in enumerate(lines.items(), start=1)
-            ],
-        )
-    )
+    """An order the customer holds, in `session`'s transaction."""
+    order = new_order(lines=lines, status=status, customer_id=customer_id, client_id=client_id)
+    session.add(order)
     session.flush()
 
 
@@ -422,14 +357,14 @@ def test_concurrent_orders_of_one_customer_are_counted_one_after_the_other(
     assert [error.extensions["limit"] for error in refused] == ["max-open-orders"]
 
 
-def test_postgresql_serialises_a_customer_with_an_advisory_lock(
-    postgresql_sessions: sessionmaker[Session],
-) -> None:
-    sessions = postgresql_sessions
-
+def test_postgresql_serialises_a_customer_with_an_advisory_lock(postgresql_url: str) -> None:
     key = customer_lock_key("shop-1", "c-1")
     try_lock = text("SELECT pg_try_advisory_xact_lock(:key)")
-    with sessions() as holder, sessions() as other:
+    with (
+        GatewayHarness(postgresql_url) as orders_db,
+        orders_db.writes() as holder,
+        orders_db.writes() as other,
+    ):
         check(holder, {"MUG": 1})
         assert other.scalar(try_lock, {"key": customer_lock_key("shop-1", "c-2")}) is True
         assert other.scalar(try_lock, {"key": key}) is False
@@ -438,12 +373,8 @@ def test_postgresql_serialises_a_customer_with_an_advisory_lock(
         assert other.scalar(try_lock, {"key": key}) is True
 
 
-def test_a_refusal_over_http_is_a_422_problem(database_url: str) -> None:
-    definition = ServiceDefinition(
-        name="orders", metadata=OrdersBase.metadata, routes=contracts.PUBLISHES
-    )
-    harness = ServiceHarness(OrdersSettings(database_url=database_url), definition)
-    app = harness.app()
+def test_a_refusal_over_http_is_a_422_problem(orders_db: GatewayHarness) -> None:
+    app = orders_db.app()
 
     @app.post("/orders")
     async def place(runtime: RuntimeDep, lines: dict[str, int]) -> dict[str, str]:
@@ -453,12 +384,9 @@ def test_a_refusal_over_http_is_a_422_problem(database_url: str) -> None:
         )
         return {"status": "accepted"}
 
-    try:
-        with TestClient(app) as client:
-            accepted = client.post("/orders", json={"MUG": 5})
-            refused = client.post("/orders", json={"MUG": 6})
-    finally:
-        harness.close()
+    with TestClient(app) as client:
+        accepted = client.post("/orders", json={"MUG": 5})
+        refused = client.post("/orders", json={"MUG": 6})
     assert accepted.status_code == 200
     body = assert_problem(refused, 422, "customer-limit-exceeded")
     assert (body["limit"], body["sku"], body["max"]) == ("max-quantity-per-sku", "MUG", 5)

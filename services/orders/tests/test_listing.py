@@ -5,16 +5,15 @@ from __future__ import annotations
 import base64
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from sqlalchemy import update
-from sqlalchemy.orm import Session, sessionmaker
 
-from kit.database import create_database_engine
 from kit.problems import ProblemError
-from orders.adapters.tables import Order, OrdersBase
+from orders import testing
+from orders.adapters.tables import Order
 from orders.domain.saga import OrderStatus
 from orders.entrypoints.listing import (
     OrderFilters,
@@ -25,49 +24,18 @@ from orders.entrypoints.listing import (
     list_orders,
     parse_statuses,
 )
+from orders.testing import OTHER_SHOP, SHOP, GatewayHarness
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
-SHOP, OTHER_SHOP = "shop-a", "shop-b"
 
 
-def new_order(
-    order_id: str,
-    placed_at: datetime = T0,
-    *,
-    client_id: str = SHOP,
-    customer_id: str = "c-1",
-    status: str = OrderStatus.PENDING,
-) -> Order:
-    return Order(
-        order_id=order_id,
-        client_id=client_id,
-        customer_id=customer_id,
-        customer_email=f"{customer_id}@example.com",
-        customer_name="Test Customer",
-        shipping_address={"country": "DE"},
-        notes=None,
-        client_metadata={},
-        currency="EUR",
-        subtotal=1000,
-        shipping=499,
-        total=1499,
-        status=status,
-        placed_at=placed_at,
-        updated_at=placed_at,
-        awaiting={},
-        retry_attempts=0,
-        refunded=0,
-    )
+def new_order(order_id: str, placed_at: datetime = T0, **fields: Any) -> Order:
+    """An order of the shop's customer c-1, placed at T0 unless said otherwise."""
+    return testing.new_order(order_id, placed_at, **fields)
 
 
-@dataclass
-class Store:
-    write: sessionmaker[Session]
-    read: sessionmaker[Session]
-
-    def add(self, *orders: Order) -> None:
-        with self.write() as session, session.begin():
-            session.add_all(orders)
+class Store(GatewayHarness):
+    """The orders tables, listed as the gateway lists them."""
 
     def page(
         self,
@@ -76,7 +44,7 @@ class Store:
         cursor: str | None = None,
         client_id: str = SHOP,
     ) -> OrderPage:
-        with self.read() as session:
+        with self.reads() as session:
             return list_orders(session, client_id, filters, limit, cursor)
 
     def all_pages(
@@ -94,12 +62,8 @@ class Store:
 
 @pytest.fixture
 def store(database_url: str) -> Iterator[Store]:
-    engine = create_database_engine(database_url)
-    read_engine = create_database_engine(database_url, for_reads=True)
-    OrdersBase.metadata.create_all(engine)
-    yield Store(sessionmaker(engine, expire_on_commit=False), sessionmaker(read_engine))
-    engine.dispose()
-    read_engine.dispose()
+    with Store(database_url) as store:
+        yield store
 
 
 def ids(pages: list[OrderPage]) -> list[str]:
@@ -176,7 +140,7 @@ def test_an_order_changed_while_paging_is_neither_skipped_nor_repeated(store: St
     orders = tied_orders(6, per_timestamp=2)
     store.add(*orders)
     first = store.page(limit=3)
-    with store.write() as session, session.begin():
+    with store.writes.begin() as session:
         session.execute(update(Order).values(status=OrderStatus.PAID, updated_at=T0))
     second = store.page(limit=3, cursor=first.next_cursor)
 
@@ -184,8 +148,8 @@ def test_an_order_changed_while_paging_is_neither_skipped_nor_repeated(store: St
 
 
 def test_a_page_summarises_each_order(store: Store) -> None:
-    store.add(new_order("order-1", status=OrderStatus.CANCELLED, customer_id="c-9"))
-    with store.write() as session, session.begin():
+    store.add(new_order("order-1", status=OrderStatus.CANCELLED, customer_id="c-9", shipping=499))
+    with store.writes.begin() as session:
         session.execute(update(Order).values(cancel_reason="out_of_stock"))
 
     [item] = store.page().items

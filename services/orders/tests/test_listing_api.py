@@ -7,13 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import pytest
-from fastapi import FastAPI, Header
+from fastapi import APIRouter, Header
 from fastapi.testclient import TestClient
-from sqlalchemy.orm import Session, sessionmaker
 
-from kit.database import create_database_engine
-from kit.problems import PROBLEM_BASE, PROBLEM_JSON, install_problem_handlers
-from orders.adapters.tables import Order, OrdersBase
+from kit.api import RuntimeDep
 from orders.domain.saga import OrderStatus
 from orders.entrypoints.listing import (
     LIST_ORDERS_RESPONSES,
@@ -21,60 +18,39 @@ from orders.entrypoints.listing import (
     OrderPage,
     list_orders,
 )
+from orders.testing import OTHER_SHOP, SHOP, GatewayHarness, assert_problem, new_order
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
+# The route as the lead mounts it, with the caller named by a header instead of a key.
+gateway = APIRouter()
 
-def gateway(read_sessions: sessionmaker[Session]) -> FastAPI:
-    """The route as the lead mounts it, with the caller named by a header instead of a key."""
-    app = FastAPI()
-    install_problem_handlers(app)
 
-    @app.get("/v1/orders", response_model=OrderPage, responses=LIST_ORDERS_RESPONSES)
-    def list_my_orders(query: OrderListQueryDep, x_client: Annotated[str, Header()]) -> OrderPage:
-        with read_sessions() as session:
-            return list_orders(session, x_client, query.filters, query.limit, query.cursor)
-
-    return app
+@gateway.get("/v1/orders", response_model=OrderPage, responses=LIST_ORDERS_RESPONSES)
+def list_my_orders(
+    query: OrderListQueryDep, runtime: RuntimeDep, x_client: Annotated[str, Header()]
+) -> OrderPage:
+    with runtime.read_session_factory() as session:
+        return list_orders(session, x_client, query.filters, query.limit, query.cursor)
 
 
 @pytest.fixture
-def client(database_url: str) -> Iterator[TestClient]:
-    engine = create_database_engine(database_url)
-    read_engine = create_database_engine(database_url, for_reads=True)
-    OrdersBase.metadata.create_all(engine)
+def client(orders_db: GatewayHarness) -> Iterator[TestClient]:
     statuses = [OrderStatus.PENDING, OrderStatus.PAID, OrderStatus.CANCELLED]
-    with sessionmaker(engine)() as session, session.begin():
-        session.add_all(
-            order(f"order-{n:02d}", T0 + timedelta(minutes=n // 2), statuses[n % 3], "shop-a")
+    orders_db.add(
+        *(
+            new_order(
+                f"order-{n:02d}",
+                T0 + timedelta(minutes=n // 2),
+                status=statuses[n % 3],
+                customer_id="c-2" if n == 7 else "c-1",
+            )
             for n in range(10)
-        )
-        session.add(order("theirs", T0, OrderStatus.PAID, "shop-b"))
-    with TestClient(gateway(sessionmaker(read_engine)), headers={"X-Client": "shop-a"}) as client:
-        yield client
-    engine.dispose()
-    read_engine.dispose()
-
-
-def order(order_id: str, placed_at: datetime, status: str, client_id: str) -> Order:
-    return Order(
-        order_id=order_id,
-        client_id=client_id,
-        customer_id="c-2" if order_id.endswith("7") else "c-1",
-        customer_email="c@example.com",
-        customer_name="Test Customer",
-        shipping_address={"country": "DE"},
-        currency="EUR",
-        subtotal=1000,
-        shipping=0,
-        total=1000,
-        status=status,
-        placed_at=placed_at,
-        updated_at=placed_at,
-        awaiting={},
-        retry_attempts=0,
-        refunded=0,
+        ),
+        new_order("theirs", T0, status=OrderStatus.PAID, client_id=OTHER_SHOP),
     )
+    with TestClient(orders_db.app(gateway), headers={"X-Client": SHOP}) as client:
+        yield client
 
 
 def listed(client: TestClient, **params: Any) -> list[str]:
@@ -142,15 +118,6 @@ def test_another_clients_orders_are_not_listed(client: TestClient) -> None:
     # "theirs" is a PAID order of customer c-1 too, placed at the same time as order-00.
     assert "theirs" not in listed(client)
     assert listed(client, status="PAID", customer_id="c-1") == ["order-04", "order-01"]
-
-
-def assert_problem(response: Any, status: int, kind: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM_JSON
-    body: dict[str, Any] = response.json()
-    assert body["type"] == PROBLEM_BASE + kind
-    assert body["status"] == status
-    return body
 
 
 def test_an_empty_cursor_means_the_first_page(client: TestClient) -> None:

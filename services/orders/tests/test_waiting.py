@@ -7,19 +7,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import pytest
-from fastapi import FastAPI, Header, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from sqlalchemy import update
-from sqlalchemy.orm import Session, sessionmaker
 
-from kit.database import create_database_engine
-from kit.problems import PROBLEM_BASE, PROBLEM_JSON, ProblemError, install_problem_handlers
-from orders.adapters.tables import Order, OrdersBase
+from kit.api import RuntimeDep
+from kit.problems import ProblemError
+from orders.adapters.tables import Order
 from orders.domain.saga import OrderStatus
 from orders.entrypoints.waiting import (
     FINAL_STATUSES,
@@ -28,8 +26,8 @@ from orders.entrypoints.waiting import (
     status_reader,
     wait_for_change,
 )
+from orders.testing import OTHER_SHOP, SHOP, GatewayHarness, assert_problem, new_order
 
-SHOP = "shop-a"
 # Long enough that a test returning well before it shows an early return, never a timeout.
 LONG_WAIT_S = 30.0
 
@@ -155,50 +153,23 @@ async def test_reads_run_off_the_event_loop() -> None:
 # -- on real databases ---------------------------------------------------------------------
 
 
-@dataclass
-class Store:
-    write: sessionmaker[Session]
-    read: sessionmaker[Session]
+class Store(GatewayHarness):
+    """The orders tables, where the saga moves an order on while a request waits."""
 
     def set_status(self, order_id: str, status: str) -> None:
-        with self.write() as session, session.begin():
+        with self.writes.begin() as session:
             session.execute(update(Order).where(Order.order_id == order_id).values(status=status))
 
 
 @pytest.fixture
 def store(database_url: str) -> Iterator[Store]:
-    engine = create_database_engine(database_url)
-    read_engine = create_database_engine(database_url, for_reads=True)
-    OrdersBase.metadata.create_all(engine)
-    store = Store(sessionmaker(engine), sessionmaker(read_engine))
-    with store.write() as session, session.begin():
-        session.add(new_order("order-1", SHOP, OrderStatus.PAID))
-        session.add(new_order("theirs", "shop-b", OrderStatus.PAID))
-    yield store
-    engine.dispose()
-    read_engine.dispose()
-
-
-def new_order(order_id: str, client_id: str, status: str) -> Order:
-    now = datetime.now(UTC)
-    return Order(
-        order_id=order_id,
-        client_id=client_id,
-        customer_id="c-1",
-        customer_email="c@example.com",
-        customer_name="Test Customer",
-        shipping_address={"country": "DE"},
-        currency="EUR",
-        subtotal=1000,
-        shipping=0,
-        total=1000,
-        status=status,
-        placed_at=now,
-        updated_at=now,
-        awaiting={},
-        retry_attempts=0,
-        refunded=0,
-    )
+    """The shop's PAID order-1, and another shop's order."""
+    with Store(database_url) as store:
+        store.add(
+            new_order("order-1", status=OrderStatus.PAID),
+            new_order("theirs", client_id=OTHER_SHOP, status=OrderStatus.PAID),
+        )
+        yield store
 
 
 class ReadsSignal:
@@ -223,7 +194,7 @@ class ReadsSignal:
 
 
 async def test_a_change_made_by_another_thread_ends_the_wait(store: Store) -> None:
-    read = ReadsSignal(status_reader(store.read, "order-1", SHOP))
+    read = ReadsSignal(status_reader(store.reads, "order-1", SHOP))
 
     def saga_moves_on() -> None:
         # Only once the waiter has seen PAID twice (its first read and one poll).
@@ -243,7 +214,7 @@ async def test_a_change_made_by_another_thread_ends_the_wait(store: Store) -> No
 async def test_the_wait_ends_with_the_unchanged_order(store: Store) -> None:
     started = time.monotonic()
     seen = await wait_for_change(
-        status_reader(store.read, "order-1", SHOP), OrderStatus.PAID, 0.3, poll_s=0.05
+        status_reader(store.reads, "order-1", SHOP), OrderStatus.PAID, 0.3, poll_s=0.05
     )
 
     assert seen == OrderStatusView("order-1", "PAID")
@@ -253,14 +224,14 @@ async def test_the_wait_ends_with_the_unchanged_order(store: Store) -> None:
 async def test_wait_zero_reads_the_current_status(store: Store) -> None:
     store.set_status("order-1", OrderStatus.COMPLETED)
 
-    seen = await wait_for_change(status_reader(store.read, "order-1", SHOP), None, 0)
+    seen = await wait_for_change(status_reader(store.reads, "order-1", SHOP), None, 0)
 
     assert seen == OrderStatusView("order-1", "COMPLETED")
 
 
 async def test_another_clients_order_is_not_found(store: Store) -> None:
-    assert await wait_for_change(status_reader(store.read, "theirs", SHOP), None, 0) is None
-    assert await wait_for_change(status_reader(store.read, "nope", SHOP), None, 0) is None
+    assert await wait_for_change(status_reader(store.reads, "theirs", SHOP), None, 0) is None
+    assert await wait_for_change(status_reader(store.reads, "nope", SHOP), None, 0) is None
 
 
 # -- over HTTP -----------------------------------------------------------------------------
@@ -287,20 +258,20 @@ class Requests:
         return self.reads[0]
 
 
-def gateway(store: Store, requests: Requests) -> FastAPI:
+def gateway(requests: Requests) -> APIRouter:
     """The long-poll as the lead mounts it, the caller named by a header instead of a key;
     the full order would be read after the wait."""
-    app = FastAPI()
-    install_problem_handlers(app)
+    router = APIRouter()
 
-    @app.get("/v1/orders/{order_id}", response_model=StatusOut)
+    @router.get("/v1/orders/{order_id}", response_model=StatusOut)
     async def get_order(
         order_id: str,
         waiting: WaitQueryDep,
         request: Request,
+        runtime: RuntimeDep,
         x_client: Annotated[str, Header()],
     ) -> StatusOut:
-        read = ReadsSignal(status_reader(store.read, order_id, x_client))
+        read = ReadsSignal(status_reader(runtime.read_session_factory, order_id, x_client))
         requests.arrived(read)
         seen = await wait_for_change(
             read,
@@ -313,13 +284,13 @@ def gateway(store: Store, requests: Requests) -> FastAPI:
             raise ProblemError(404, "order-not-found", "Order not found", f"no order {order_id}")
         return StatusOut(order_id=seen.order_id, status=seen.status)
 
-    return app
+    return router
 
 
 @pytest.fixture
 def http(store: Store) -> Iterator[tuple[TestClient, Requests]]:
     requests = Requests()
-    with TestClient(gateway(store, requests), headers={"X-Client": SHOP}) as client:
+    with TestClient(store.app(gateway(requests)), headers={"X-Client": SHOP}) as client:
         yield client, requests
 
 
@@ -385,9 +356,8 @@ def test_invalid_wait_parameters_are_422_problems(
 
     response = client.get("/v1/orders/order-1", params=params)
 
-    assert response.status_code == 422
-    assert response.headers["content-type"] == PROBLEM_JSON
-    assert [error["field"] for error in response.json()["errors"]] == [field]
+    body = assert_problem(response, 422, "validation-error")
+    assert [error["field"] for error in body["errors"]] == [field]
     assert requests.reads == []
 
 
@@ -398,5 +368,4 @@ def test_waiting_on_another_clients_order_is_a_404_at_once(
 
     response = client.get("/v1/orders/theirs", params={"wait": LONG_WAIT_S, "status": "PAID"})
 
-    assert response.status_code == 404
-    assert response.json()["type"] == PROBLEM_BASE + "order-not-found"
+    assert_problem(response, 404, "order-not-found")

@@ -11,12 +11,12 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from kit.api import RuntimeDep
+from kit.api import NUL_FREE, RuntimeDep
 from kit.problems import ProblemError
 from kit.service import Runtime
 from kit.unit_of_work import UnitOfWork
@@ -67,13 +67,25 @@ from orders.handlers.saga import Saga
 from orders.settings import OrdersSettings
 
 T = TypeVar("T")
+_PROBLEM = {"application/problem+json": {"schema": {"type": "object"}}}
+# Documented on every route: FastAPI's own 422 entry describes its JSON error body, but the
+# gateway answers every error as problem+json (kit.problems).
+VALIDATION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    422: {"description": "Invalid request: `errors` names each field", "content": _PROBLEM},
+}
+NOT_FOUND_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such order of this client (`order-not-found`)", "content": _PROBLEM},
+}
+OrderIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=NUL_FREE)]
 POST_RESPONSES: dict[int | str, dict[str, Any]] = {
     **IDEMPOTENCY_RESPONSES,
     **RATE_LIMIT_RESPONSES,
     **BODY_SIZE_RESPONSES,
 }
 router = APIRouter(
-    prefix="/v1", tags=["orders"], responses={**AUTH_RESPONSES, **RATE_LIMIT_RESPONSES}
+    prefix="/v1",
+    tags=["orders"],
+    responses={**AUTH_RESPONSES, **RATE_LIMIT_RESPONSES, **VALIDATION_RESPONSES},
 )
 
 
@@ -188,9 +200,9 @@ def list_my_orders(
         return list_orders(session, caller.client_id, query.filters, query.limit, query.cursor)
 
 
-@router.get("/orders/{order_id}", response_model=OrderOut)
+@router.get("/orders/{order_id}", response_model=OrderOut, responses=NOT_FOUND_RESPONSES)
 async def get_order(
-    order_id: str,
+    order_id: OrderIdPath,
     waiting: WaitQueryDep,
     caller: ReadCaller,
     runtime: RuntimeDep,
@@ -221,11 +233,16 @@ async def get_order(
     response_model=OrderOut,
     responses={
         **POST_RESPONSES,
-        409: {"description": "Dispatched already: request a return instead"},
+        **NOT_FOUND_RESPONSES,
+        409: {
+            "description": "Dispatched already: request a return instead (`cancel-too-late`), "
+            "or the same Idempotency-Key is still being processed",
+            "content": _PROBLEM,
+        },
     },
 )
 async def cancel_order(
-    order_id: str,
+    order_id: OrderIdPath,
     caller: WriteCaller,
     idempotency: IdempotentRequestDep,
     runtime: RuntimeDep,
@@ -264,11 +281,16 @@ async def cancel_order(
     response_model=ReturnOut,
     responses={
         **POST_RESPONSES,
-        409: {"description": "Not delivered, a return in progress, or window closed"},
+        **NOT_FOUND_RESPONSES,
+        409: {
+            "description": "Not delivered, a return in progress, or window closed; or the "
+            "same Idempotency-Key is still being processed",
+            "content": _PROBLEM,
+        },
     },
 )
 async def return_goods(
-    order_id: str,
+    order_id: OrderIdPath,
     body: ReturnIn,
     caller: WriteCaller,
     idempotency: IdempotentRequestDep,

@@ -27,6 +27,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from kit.api import NUL_FREE
 from kit.problems import ProblemError
 from orders.adapters.tables import Order
 from orders.domain.saga import OrderStatus
@@ -38,7 +39,10 @@ MAX_CURSOR_LENGTH = 256
 
 # For the route decorator, so the OpenAPI document lists every status the route answers.
 LIST_ORDERS_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"description": "The cursor is not one this API issued (`invalid-cursor`)"},
+    400: {
+        "description": "The cursor is not one this API issued (`invalid-cursor`)",
+        "content": {"application/problem+json": {"schema": {"type": "object"}}},
+    },
 }
 
 
@@ -193,7 +197,8 @@ def order_list_query(
         ),
     ] = None,
     customer_id: Annotated[
-        str | None, Query(min_length=1, max_length=100, description="Only this customer's")
+        str | None,
+        Query(min_length=1, max_length=100, pattern=NUL_FREE, description="Only this customer's"),
     ] = None,
     placed_from: Annotated[
         AwareDatetime | None,

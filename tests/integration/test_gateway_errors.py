@@ -33,3 +33,15 @@ def test_an_unknown_order_is_a_404_problem(client: PipelineClient) -> None:
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["type"].endswith("/order-not-found")
+
+
+def test_nul_characters_are_a_422_not_a_database_error(client: PipelineClient) -> None:
+    # PostgreSQL text cannot hold U+0000: schemathesis found this as a 500.
+    for response in [
+        client.http.get("/v1/orders/abc%00def"),
+        client.http.post("/v1/orders/abc%00def/cancel"),
+        client.http.get("/v1/orders", params={"customer_id": "c\u0000"}),
+        client.http.post("/v1/orders", json=order_body([("T-TEE", 1)], customer="nul\u0000")),
+    ]:
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == "application/problem+json"

@@ -148,6 +148,13 @@ def test_a_replayed_return_does_not_start_a_second_one(client: PipelineClient) -
     assert returns == [(first.json()["return_id"],)]
     assert _timeline_count(client, order_id, "CustomerReturn") == 1
 
+    # The parcel comes back, so the order settles (scenarios share the pipeline's books).
+    client.wait_order(
+        order_id, lambda o: bool(o["returns"][-1]["label_reference"]), "given a return label"
+    )
+    assert client.receive_return(first.json()["return_id"]).status_code == 202
+    assert client.wait_settled([order_id])[order_id]["status"] == "RETURNED"
+
 
 def _timeline_count(client: PipelineClient, order_id: str, event_type: str) -> int:
     rows = client.query(

@@ -247,6 +247,9 @@ def stored_order(
     session.flush()
 
 
+MAX_OPEN, MAX_UNITS = 3, 10
+
+
 def check(
     session: Session,
     lines: dict[str, int] | list[tuple[str, int]],
@@ -259,8 +262,8 @@ def check(
         client_id,
         customer_id,
         [RequestedLine(sku, quantity) for sku, quantity in pairs],
-        max_open_orders=3,
-        max_quantity_per_sku=10,
+        max_open_orders=MAX_OPEN,
+        max_quantity_per_sku=MAX_UNITS,
     )
 
 
@@ -397,3 +400,25 @@ def test_a_refusal_over_http_is_a_422_problem(orders_db: GatewayHarness) -> None
             "sku": "MUG",
         }
     ]
+
+
+def test_orders_staged_earlier_in_the_same_group_commit_count_too(
+    sessions: sessionmaker[Session],
+) -> None:
+    """The group commit flushes a batch of requests once, at the end: an order staged by an
+    earlier request of the batch is not in the database yet, and must still count."""
+    with sessions() as session:
+        for _ in range(MAX_OPEN):
+            session.add(new_order(lines={"MUG": 1}))
+        with pytest.raises(ProblemError) as refused:
+            check(session, {"MUG": 1})
+        assert refused.value.extensions["limit"] == "max-open-orders"
+        assert refused.value.extensions["current"] == MAX_OPEN
+        session.rollback()
+    with sessions() as session:
+        session.add(new_order(lines={"MUG": 4}))
+        session.add(new_order(lines={"MUG": 4}))
+        with pytest.raises(ProblemError) as refused:
+            check(session, {"MUG": MAX_UNITS - 7})
+        assert refused.value.extensions["limit"] == "max-quantity-per-sku"
+        assert refused.value.extensions["current"] == 8

@@ -59,6 +59,9 @@ class GroupCommitter:
         with self._unit_of_work() as uow:
             try:
                 outcomes = [work(uow) for work in works]
+                # A constraint a request broke surfaces here, still as that request's fault:
+                # the isolated re-run below then refuses only it.
+                uow.session.flush()
             except Exception as error:
                 if len(works) == 1:
                     return [error]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import CursorResult, delete, insert, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.orm import Session
 
 from kit.unit_of_work import UnitOfWork
@@ -63,10 +63,10 @@ def store_response(
     response: StoredResponse,
     now: datetime,
 ) -> None:
-    """Inserts the record; raises IntegrityError if the key is stored already (a racing
-    process won it)."""
-    session.execute(
-        insert(IdempotencyRecord).values(
+    """Stages the record with the effect; flushing it raises IntegrityError if the key is
+    stored already (a racing process won it)."""
+    session.add(
+        IdempotencyRecord(
             client_id=client_id,
             key=key,
             fingerprint=response.fingerprint,

@@ -180,8 +180,10 @@ async def run_idempotent(
 
         def transaction(uow: UnitOfWork) -> tuple[StoredResponse, bool]:
             now = clock()
-            # Another process may have finished this key since the lookup above.
-            existing = existing_response(uow.session, client_id, request.key, now)
+            # Another process may have finished this key since the lookup above. No
+            # autoflush: the batch's other requests are flushed once, at the end.
+            with uow.session.no_autoflush:
+                existing = existing_response(uow.session, client_id, request.key, now)
             if existing is not None:
                 return existing, True
             rendered = render(work(uow))
@@ -193,16 +195,12 @@ async def run_idempotent(
                 now + ttl,
             )
             if 200 <= rendered.status < 300:
-                uow.session.flush()  # the effect's own errors surface here, not as ours
-                try:
-                    store_response(uow.session, client_id, request.key, response, now)
-                except IntegrityError as error:
-                    raise _KeyTakenError from error
+                store_response(uow.session, client_id, request.key, response, now)
             return response, False
 
         try:
             response, replayed = await runtime.committer.submit(transaction)
-        except _KeyTakenError:
+        except IntegrityError:
             # A racing process committed the key first: its effect stands, ours is rolled back.
             stored = await asyncio.to_thread(_lookup, runtime, client_id, request.key, clock())
             if stored is None:
@@ -211,10 +209,6 @@ async def run_idempotent(
         if replayed:
             return _replay(response, request)
         return _response(response)
-
-
-class _KeyTakenError(Exception):
-    """Our insert of the record hit the primary key: the key was stored meanwhile."""
 
 
 def _lookup(runtime: Runtime, client_id: str, key: str, now: datetime) -> StoredResponse | None:

@@ -226,7 +226,18 @@ def check_customer_limits(
         Order.status.not_in([status.value for status in TERMINAL]),
     )
 
-    count = session.scalar(select(func.count()).select_from(Order).where(open_orders)) or 0
+    # The group commit stages several requests' orders in one transaction and flushes
+    # them once: count the stored orders by query (no autoflush) plus the staged ones.
+    staged = [
+        order
+        for order in session.new
+        if isinstance(order, Order)
+        and order.client_id == client_id
+        and order.customer_id == customer_id
+    ]
+    with session.no_autoflush:
+        stored = session.scalar(select(func.count()).select_from(Order).where(open_orders))
+    count = (stored or 0) + len(staged)
     if count + 1 > max_open_orders:
         raise ProblemError(
             422,
@@ -243,13 +254,17 @@ def check_customer_limits(
     requested: Counter[str] = Counter()
     for line in lines:
         requested[line.sku] += line.quantity
-    held_rows = session.execute(
-        select(OrderLine.sku, func.sum(OrderLine.quantity))
-        .join(Order, Order.order_id == OrderLine.order_id)
-        .where(open_orders, OrderLine.sku.in_(requested))
-        .group_by(OrderLine.sku)
-    )
-    held: dict[str, int] = {sku: int(units) for sku, units in held_rows}
+    with session.no_autoflush:
+        held_rows = session.execute(
+            select(OrderLine.sku, func.sum(OrderLine.quantity))
+            .join(Order, Order.order_id == OrderLine.order_id)
+            .where(open_orders, OrderLine.sku.in_(requested))
+            .group_by(OrderLine.sku)
+        )
+        held: Counter[str] = Counter({sku: int(units) for sku, units in held_rows})
+    for line in (line for order in staged for line in order.lines):
+        if line.sku in requested:
+            held[line.sku] += line.quantity
     for index, line in enumerate(lines):
         total = held.get(line.sku, 0) + requested[line.sku]
         if total > max_quantity_per_sku:

@@ -26,26 +26,14 @@ class StoredResponse:
     expires_at: datetime
 
 
-def find_response(
-    session: Session, client_id: str, key: str, now: datetime
-) -> StoredResponse | None:
-    """The live record of `key`; an expired one is treated as absent (the purge removes it)."""
-    record = _load(session, client_id, key)
-    if record is None or record.expires_at <= now:
-        return None
-    return record
+def find_response(session: Session, client_id: str, key: str) -> StoredResponse | None:
+    """The record of `key`, live or expired (callers compare `expires_at`)."""
+    return _load(session, client_id, key)
 
 
-def existing_response(
-    session: Session, client_id: str, key: str, now: datetime
-) -> StoredResponse | None:
-    """Inside the writing transaction: the live record of `key`, or None when the key is
-    free. An expired record is deleted, so the key can be stored afresh."""
-    record = _load(session, client_id, key)
-    if record is None or record.expires_at > now:
-        return record
-    # Only while still expired: a live row written meanwhile by another process stays,
-    # and our insert then hits the primary key.
+def delete_expired(session: Session, client_id: str, key: str, now: datetime) -> None:
+    """Frees an expired key so it can be stored afresh. Only while still expired: a live row
+    written meanwhile by another process stays, and our insert then hits the primary key."""
     session.execute(
         delete(IdempotencyRecord).where(
             IdempotencyRecord.client_id == client_id,
@@ -53,7 +41,6 @@ def existing_response(
             IdempotencyRecord.expires_at <= now,
         )
     )
-    return None
 
 
 def store_response(
@@ -91,7 +78,7 @@ def purge_expired(uow: UnitOfWork, now: datetime | None = None) -> int:
 
 def _load(session: Session, client_id: str, key: str) -> StoredResponse | None:
     # Core columns, not the ORM entity: a row loaded into the identity map would clash with
-    # the insert of the same primary key after `forget_expired`.
+    # the insert of the same primary key after `delete_expired`.
     row = session.execute(
         select(
             IdempotencyRecord.fingerprint,

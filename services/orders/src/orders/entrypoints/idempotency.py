@@ -38,7 +38,7 @@ from kit.service import Runtime
 from kit.unit_of_work import UnitOfWork
 from orders.adapters.idempotency_store import (
     StoredResponse,
-    existing_response,
+    delete_expired,
     find_response,
     store_response,
 )
@@ -174,18 +174,17 @@ async def run_idempotent(
     `idempotency-key-reused`.
     """
     with in_flight.claim(client_id, request.key):
-        stored = await asyncio.to_thread(_lookup, runtime, client_id, request.key, clock())
-        if stored is not None:
+        stored = await asyncio.to_thread(_lookup, runtime, client_id, request.key)
+        if stored is not None and stored.expires_at > clock():
             return _replay(stored, request)
+        expired = stored is not None
 
-        def transaction(uow: UnitOfWork) -> tuple[StoredResponse, bool]:
+        def transaction(uow: UnitOfWork) -> StoredResponse:
+            # No second lookup here: a process that stored the key since ours makes our
+            # insert hit the primary key, and we replay its response below.
             now = clock()
-            # Another process may have finished this key since the lookup above. No
-            # autoflush: the batch's other requests are flushed once, at the end.
-            with uow.session.no_autoflush:
-                existing = existing_response(uow.session, client_id, request.key, now)
-            if existing is not None:
-                return existing, True
+            if expired:
+                delete_expired(uow.session, client_id, request.key, now)
             rendered = render(work(uow))
             response = StoredResponse(
                 request.fingerprint,
@@ -196,24 +195,22 @@ async def run_idempotent(
             )
             if 200 <= rendered.status < 300:
                 store_response(uow.session, client_id, request.key, response, now)
-            return response, False
+            return response
 
         try:
-            response, replayed = await runtime.committer.submit(transaction)
+            response = await runtime.committer.submit(transaction)
         except IntegrityError:
             # A racing process committed the key first: its effect stands, ours is rolled back.
-            stored = await asyncio.to_thread(_lookup, runtime, client_id, request.key, clock())
-            if stored is None:
+            stored = await asyncio.to_thread(_lookup, runtime, client_id, request.key)
+            if stored is None or stored.expires_at <= clock():
                 raise _in_use(request.key) from None
             return _replay(stored, request)
-        if replayed:
-            return _replay(response, request)
         return _response(response)
 
 
-def _lookup(runtime: Runtime, client_id: str, key: str, now: datetime) -> StoredResponse | None:
+def _lookup(runtime: Runtime, client_id: str, key: str) -> StoredResponse | None:
     with runtime.read_session_factory() as session:
-        return find_response(session, client_id, key, now)
+        return find_response(session, client_id, key)
 
 
 def _replay(stored: StoredResponse, request: IdempotentRequest) -> JSONResponse:

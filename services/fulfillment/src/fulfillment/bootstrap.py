@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fulfillment import contracts
+from fulfillment import metrics as fulfillment_metrics
 from fulfillment.adapters.carrier import Carrier, SimulatedCarrier
 from fulfillment.adapters.tables import FulfillmentBase
 from fulfillment.entrypoints.api import router
@@ -24,8 +25,10 @@ def definition(settings: FulfillmentSettings, carrier: Carrier | None = None) ->
         deliver_after=timedelta(seconds=settings.delivery_delay_s),
     )
     returns = ReturnHandlers(carrier)
+    fulfillment_metrics.initialize()
     return ServiceDefinition(
         name="fulfillment",
+        count_emitted=fulfillment_metrics.count_emitted,
         title="Order Pipeline — fulfillment",
         metadata=FulfillmentBase.metadata,
         routes=contracts.PUBLISHES,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from inventory import contracts
+from inventory import metrics as inventory_metrics
 from inventory.adapters.tables import InventoryBase
 from inventory.handlers.catalog import load_seed, seed_catalog
 from inventory.handlers.returns import restock_returned_items
@@ -13,7 +14,7 @@ from inventory.handlers.stock import (
 )
 from inventory.settings import InventorySettings
 from kit.consumer import Subscription
-from kit.service import Runtime, ServiceDefinition
+from kit.service import PeriodicProbe, Runtime, ServiceDefinition
 
 
 def definition(settings: InventorySettings) -> ServiceDefinition:
@@ -23,8 +24,11 @@ def definition(settings: InventorySettings) -> ServiceDefinition:
             seed_catalog(uow, items)
             uow.commit()
 
+    inventory_metrics.initialize()
     return ServiceDefinition(
         name="inventory",
+        count_emitted=inventory_metrics.count_emitted,
+        probes=[PeriodicProbe("stock levels", 5.0, inventory_metrics.probe_stock_levels)],
         title="Order Pipeline — inventory",
         metadata=InventoryBase.metadata,
         routes=contracts.PUBLISHES,

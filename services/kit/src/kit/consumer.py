@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from kit import metrics
+from kit import metrics, tracing
 from kit.avro_codec import DecodeError, SchemaStore
 from kit.envelope import (
     HEADER_EVENT_ID,
@@ -78,11 +78,24 @@ class BatchOutcome:
     skipped: int = 0
     dead_lettered: int = 0
     counts: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    durations: list[tuple[str, float]] = field(default_factory=list)
+
+    # The `outcome` label of pipeline_messages_consumed_total → the attribute counting it.
+    _TALLIES = {
+        "ok": "handled",
+        "duplicate": "duplicates",
+        "skipped": "skipped",
+        "dead_lettered": "dead_lettered",
+    }
 
     def count(self, record: ConsumedRecord, event_type: str, outcome: str) -> None:
-        setattr(self, outcome, getattr(self, outcome) + 1)
+        tally = self._TALLIES[outcome]
+        setattr(self, tally, getattr(self, tally) + 1)
         key = (record.topic, event_type, outcome)
         self.counts[key] = self.counts.get(key, 0) + 1
+
+    def observe_duration(self, event_type: str, seconds: float) -> None:
+        self.durations.append((event_type, seconds))
 
 
 class BatchProcessor:
@@ -117,6 +130,8 @@ class BatchProcessor:
             outcome = self._run(records, isolate=True)
         for (topic, event_type, result), n in outcome.counts.items():
             metrics.messages_consumed.labels(topic, event_type, result).inc(n)
+        for event_type, seconds in outcome.durations:
+            metrics.handler_seconds.labels(event_type).observe(seconds)
         return outcome
 
     def _run(self, records: Sequence[ConsumedRecord], *, isolate: bool) -> BatchOutcome:
@@ -148,7 +163,7 @@ class BatchProcessor:
             return None
         event_id = headers.get(HEADER_EVENT_ID, "")
         if event_id in seen:
-            outcome.count(record, event_type, "duplicates")
+            outcome.count(record, event_type, "duplicate")
             return None
         try:
             envelope = self._envelope(record, headers)
@@ -168,19 +183,24 @@ class BatchProcessor:
         isolate: bool,
     ) -> None:
         handler = self._handlers[envelope.event_type]
-        with log_context(
-            event_id=envelope.event_id,
-            event_type=envelope.event_type,
-            correlation_id=envelope.correlation_id,
-            trace_id=envelope.trace_id,
+        with (
+            log_context(
+                event_id=envelope.event_id,
+                event_type=envelope.event_type,
+                correlation_id=envelope.correlation_id,
+                trace_id=envelope.trace_id,
+            ),
+            tracing.consuming(record, envelope, self._group_id),  # a no-op when tracing is off
         ):
+            started = time.perf_counter()
             if not isolate:
                 handler(envelope, uow)  # a failure aborts the fast path (see process)
             elif not self._handle_isolated(handler, envelope, record, uow):
                 outcome.count(record, envelope.event_type, "dead_lettered")
                 return
+            outcome.observe_duration(envelope.event_type, time.perf_counter() - started)
         uow.mark_handled(envelope)
-        outcome.count(record, envelope.event_type, "handled")
+        outcome.count(record, envelope.event_type, "ok")
 
     def _handle_isolated(
         self, handler: Handler, envelope: Envelope, record: ConsumedRecord, uow: UnitOfWork

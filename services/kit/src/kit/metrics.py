@@ -8,8 +8,14 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 
 messages_consumed = Counter(
     "pipeline_messages_consumed_total",
-    "Messages read from Kafka, by outcome: handled, duplicate, skipped or dead_lettered",
+    "Messages read from Kafka, by outcome: ok, duplicate, skipped or dead_lettered",
     ["topic", "event_type", "outcome"],
+)
+handler_seconds = Histogram(
+    "pipeline_handler_duration_seconds",
+    "Time one handler took for one message (inside the batch's transaction)",
+    ["event_type"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
 handler_retries = Counter(
     "pipeline_handler_retries_total",
@@ -45,7 +51,28 @@ relay_publish_seconds = Histogram(
     "Time from sending an outbox batch to every broker acknowledgement",
     buckets=LATENCY_BUCKETS,
 )
-outbox_backlog = Gauge("pipeline_outbox_backlog", "Outbox rows read but not yet published")
+outbox_backlog = Gauge("pipeline_outbox_backlog_rows", "Outbox rows not yet published")
+outbox_oldest_age = Gauge(
+    "pipeline_outbox_oldest_age_seconds",
+    "Age of the oldest unpublished outbox row when the relay last looked (0 when empty)",
+)
 relay_failures = Counter(
     "pipeline_relay_failures_total", "Outbox batches that failed to publish and will be retried"
+)
+
+http_requests = Counter(
+    "pipeline_http_requests_total",
+    "HTTP requests answered, by route template, method and status code",
+    ["route", "method", "status"],
+)
+http_request_seconds = Histogram(
+    "pipeline_http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+dlq_messages = Gauge(
+    "pipeline_dlq_messages",
+    "Messages held in a dead-letter topic (end minus start offsets over its partitions)",
+    ["topic"],
 )

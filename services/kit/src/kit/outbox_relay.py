@@ -13,10 +13,11 @@ import logging
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import Engine, Row, Table, delete, select
+from sqlalchemy import Engine, Row, Table, delete, func, select
 
 from kit import metrics
 from kit.retry import retry_forever
@@ -91,7 +92,7 @@ class OutboxRelay:
         """Publishes one batch; returns how many rows it published (0 when idle or failing)."""
         try:
             rows = await asyncio.to_thread(self._fetch)
-            metrics.outbox_backlog.set(len(rows))
+            await self._report_backlog(rows)
             if not rows:
                 return 0
             started = time.perf_counter()
@@ -110,6 +111,16 @@ class OutboxRelay:
         self.published += len(rows)
         return len(rows)
 
+    async def _report_backlog(self, rows: Sequence[Row[Any]]) -> None:
+        """Backlog gauges from the fetched batch; a COUNT only when the batch is full."""
+        oldest = rows[0].created_at if rows else None
+        age = (datetime.now(UTC) - oldest).total_seconds() if oldest is not None else 0.0
+        metrics.outbox_oldest_age.set(max(age, 0.0))
+        backlog = len(rows)
+        if backlog >= self._max_batch:
+            backlog = await asyncio.to_thread(self._count)
+        metrics.outbox_backlog.set(backlog)
+
     async def _send_all(self, rows: Sequence[Row[Any]]) -> None:
         # send() only enqueues; awaiting the futures together keeps the whole batch in flight.
         deliveries = [
@@ -127,6 +138,10 @@ class OutboxRelay:
         query = select(self._outbox).order_by(self._outbox.c.id).limit(self._max_batch)
         with self._read_engine.connect() as connection:
             return connection.execute(query).all()
+
+    def _count(self) -> int:
+        with self._read_engine.connect() as connection:
+            return connection.execute(select(func.count()).select_from(self._outbox)).scalar_one()
 
     def _delete(self, ids: list[int]) -> None:
         with self._write_lock, self._engine.begin() as connection:

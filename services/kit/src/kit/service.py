@@ -24,7 +24,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from kit.avro_codec import SchemaStore
 from kit.consumer import BatchProcessor, KafkaBatchConsumer, Subscription
 from kit.database import create_database_engine, writer_lock
+from kit.dlq_watch import watch_dead_letter_topics
+from kit.envelope import Envelope
 from kit.group_commit import GroupCommitter
+from kit.http_metrics import HttpMetricsMiddleware
 from kit.logs import configure_logging, uvicorn_log_config
 from kit.outbox_relay import OutboxRelay, RelayWakeup, create_producer
 from kit.problems import install_problem_handlers
@@ -44,6 +47,16 @@ class PeriodicJob:
 
 
 @dataclass(frozen=True)
+class PeriodicProbe:
+    """A periodic read for gauges (orders by state, stock levels): it gets a read-only
+    session, so it never holds the writer lock while it counts."""
+
+    name: str
+    interval_s: float
+    run: Callable[[Session], object]
+
+
+@dataclass(frozen=True)
 class ServiceDefinition:
     name: str
     metadata: MetaData
@@ -51,6 +64,11 @@ class ServiceDefinition:
     subscription: Subscription | None = None
     routers: Sequence[APIRouter] = ()
     periodic_jobs: Sequence[PeriodicJob] = ()
+    probes: Sequence[PeriodicProbe] = ()
+    # Business metrics counted from what the service emitted, once its transaction commits.
+    count_emitted: Callable[[Envelope], None] | None = None
+    # One service (orders) reports every dead-letter topic's depth for the whole pipeline.
+    watches_dead_letters: bool = False
     on_startup: Callable[[Runtime], None] | None = None
     # Middleware and other app-level additions (e.g. a request body size limit).
     configure_app: Callable[[FastAPI], None] | None = None
@@ -92,6 +110,7 @@ class Runtime:
             self.definition.name,
             on_outbox_commit=self.wakeup.notify,
             write_lock=self.write_lock,
+            on_emit_committed=self.definition.count_emitted,
         )
 
     def batch_processor(self) -> BatchProcessor:
@@ -145,6 +164,13 @@ def create_app(runtime: Runtime) -> FastAPI:
         tasks += [
             _supervised(_every(job, runtime), f"job {job.name}") for job in definition.periodic_jobs
         ]
+        tasks += [
+            _supervised(_probe_every(probe, runtime), f"probe {probe.name}")
+            for probe in definition.probes
+        ]
+        if definition.watches_dead_letters:
+            watch = watch_dead_letter_topics(settings.kafka_bootstrap_servers, interval_s=5.0)
+            tasks.append(_supervised(watch, "dead-letter watch"))
         log.info("%s started", definition.name)
         try:
             yield
@@ -164,6 +190,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     install_problem_handlers(app)
     if definition.configure_app is not None:
         definition.configure_app(app)
+    app.add_middleware(HttpMetricsMiddleware)  # added last: outermost, so it counts every answer
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     async def metrics() -> Response:
@@ -205,6 +232,19 @@ async def _every(job: PeriodicJob, runtime: Runtime) -> None:
         except Exception:
             log.exception("periodic job %s failed; retrying next interval", job.name)
         await asyncio.sleep(job.interval_s)
+
+
+async def _probe_every(probe: PeriodicProbe, runtime: Runtime) -> None:
+    def read() -> None:
+        with runtime.read_session_factory() as session:
+            probe.run(session)
+
+    while True:
+        try:
+            await asyncio.to_thread(read)
+        except Exception:
+            log.exception("probe %s failed; retrying next interval", probe.name)
+        await asyncio.sleep(probe.interval_s)
 
 
 def serve(settings: ServiceSettings, definition: ServiceDefinition) -> None:

@@ -7,6 +7,7 @@ after the commit. Either all three are committed or none is.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ class UnitOfWork:
         service_name: str,
         on_outbox_commit: Callable[[], None] = lambda: None,
         write_lock: AbstractContextManager[Any] | None = None,
+        on_emit_committed: Callable[[Envelope], None] | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._schemas = schemas
@@ -43,8 +45,10 @@ class UnitOfWork:
         self._service_name = service_name
         self._on_outbox_commit = on_outbox_commit
         self._write_lock = write_lock or contextlib.nullcontext()
+        self._on_emit_committed = on_emit_committed
         self._outbox_rows: list[dict[str, Any]] = []
         self._inbox_rows: list[dict[str, Any]] = []
+        self._after_commit: list[Callable[[], None]] = []
         self._session: Session | None = None
         self._retained: list[object] = []
 
@@ -64,6 +68,7 @@ class UnitOfWork:
         self._retained = []
         self._outbox_rows.clear()
         self._inbox_rows.clear()
+        self._after_commit.clear()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -96,6 +101,8 @@ class UnitOfWork:
             envelope.headers(),
             envelope.event_type,
         )
+        if self._on_emit_committed is not None:
+            self.after_commit(functools.partial(self._on_emit_committed, envelope))
 
     def emit_raw(
         self, topic: str, key: str, value: bytes, headers: Headers, event_type: str
@@ -151,14 +158,20 @@ class UnitOfWork:
             }
         )
 
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Runs `callback` once the transaction commits, never if it rolls back: metrics
+        count what happened, not what a rolled-back or re-run handler attempted."""
+        self._after_commit.append(callback)
+
     # -- savepoints: one message's work can be undone without losing the batch -------------
 
-    def checkpoint(self) -> tuple[int, int]:
-        return len(self._outbox_rows), len(self._inbox_rows)
+    def checkpoint(self) -> tuple[int, int, int]:
+        return len(self._outbox_rows), len(self._inbox_rows), len(self._after_commit)
 
-    def rewind(self, checkpoint: tuple[int, int]) -> None:
+    def rewind(self, checkpoint: tuple[int, int, int]) -> None:
         del self._outbox_rows[checkpoint[0] :]
         del self._inbox_rows[checkpoint[1] :]
+        del self._after_commit[checkpoint[2] :]
 
     def commit(self) -> None:
         session = self.session
@@ -172,3 +185,6 @@ class UnitOfWork:
         self._inbox_rows.clear()
         if emitted:
             self._on_outbox_commit()
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from kit.consumer import Subscription
 from kit.service import ServiceDefinition
 from notifications import contracts
+from notifications import metrics as notifications_metrics
 from notifications.adapters.channels import Channel, RecordOnlyEmail
 from notifications.adapters.tables import NotificationsBase
 from notifications.handlers.notify import NotificationHandlers
@@ -14,6 +15,7 @@ def definition(channel: Channel | None = None) -> ServiceDefinition:
     notify = NotificationHandlers(channel or RecordOnlyEmail())
     return ServiceDefinition(
         name="notifications",
+        count_emitted=notifications_metrics.count_emitted,
         title="Order Pipeline — notifications",
         metadata=NotificationsBase.metadata,
         routes=contracts.PUBLISHES,

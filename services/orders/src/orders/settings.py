@@ -63,6 +63,13 @@ class OrdersSettings(ServiceSettings):
     max_quantity_per_sku: int = Field(
         100, description="Units of one SKU one customer may hold across open orders"
     )
+    stuck_order_age: timedelta = Field(
+        timedelta(minutes=15),
+        description="An order in a non-terminal state for longer than this counts as stuck",
+    )
+    saga_gauges_interval_s: float = Field(
+        5.0, description="How often the orders-by-state and stuck-orders gauges are recounted"
+    )
 
     @field_validator("rate_limit")
     @classmethod

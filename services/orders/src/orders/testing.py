@@ -105,6 +105,7 @@ def new_order(
         status=status,
         placed_at=placed_at,
         updated_at=placed_at,
+        status_since=placed_at,
         awaiting={},
         retry_attempts=0,
         refunded=0,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from kit.consumer import Subscription
 from kit.service import ServiceDefinition
 from payments import contracts
-from payments.adapters.psp import PaymentProvider, SimulatedProvider
+from payments import metrics as payments_metrics
+from payments.adapters.psp import FAILURE_REASONS, PaymentProvider, SimulatedProvider
 from payments.adapters.tables import PaymentsBase
 from payments.handlers.capture import CaptureHandlers
 from payments.handlers.refund import RefundHandlers
@@ -15,8 +16,10 @@ def definition(provider: PaymentProvider | None = None) -> ServiceDefinition:
     provider = provider or SimulatedProvider()
     capture = CaptureHandlers(provider)
     refund = RefundHandlers(provider)
+    payments_metrics.initialize(FAILURE_REASONS)
     return ServiceDefinition(
         name="payments",
+        count_emitted=payments_metrics.count_emitted,
         title="Order Pipeline — payments",
         metadata=PaymentsBase.metadata,
         routes=contracts.PUBLISHES,

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+from fulfillment import metrics
 from fulfillment.adapters.tables import Shipment
 from fulfillment.handlers.shipping import lock_shipping_order
 from kit.envelope import Envelope
@@ -45,6 +46,7 @@ def cancel_shipment(envelope: Envelope, uow: UnitOfWork) -> None:
     if shipment is not None and shipment.status == "created":
         shipment.status, shipment.cancelled_at = "cancelled", datetime.now(UTC)
         shipment.next_step_at = None  # the carrier's timer never picks it up again
+        uow.after_commit(metrics.shipments.labels("cancelled").inc)
     uow.emit(
         envelope.caused(
             "ShipmentCancelled",

@@ -59,6 +59,7 @@ class Order(OrdersBase):
     refunded: Mapped[int] = mapped_column(default=0)
     placed_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    status_since: Mapped[datetime]  # when the saga entered `status`: time-in-state, stuck orders
     completed_at: Mapped[datetime | None]  # delivered: the return window counts from here
     trace_id: Mapped[str | None] = mapped_column(String(32))  # timers continue the trace
 

@@ -20,14 +20,12 @@ from kit.api import NUL_FREE, RuntimeDep
 from kit.problems import ProblemError
 from kit.service import Runtime
 from kit.unit_of_work import UnitOfWork
-from orders import metrics
 from orders.adapters.tables import Order, OrderReturn, TimelineEntry
 from orders.domain.pricing import PricingError, RequestedLine, ShippingPolicy
 from orders.domain.returns import ReturnError, ReturnLine
 from orders.entrypoints.auth import AUTH_RESPONSES, Caller, ReadCaller, WriteCaller
 from orders.entrypoints.idempotency import (
     IDEMPOTENCY_RESPONSES,
-    REPLAYED_HEADER,
     IdempotentRequestDep,
     Rendered,
     run_idempotent,
@@ -185,8 +183,6 @@ async def create_order(
                 for p in error.problems
             ],
         ) from error
-    if REPLAYED_HEADER not in response.headers:
-        metrics.orders_placed.inc()
     return response
 
 

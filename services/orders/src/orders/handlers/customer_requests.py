@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from kit.unit_of_work import UnitOfWork
+from orders import metrics
 from orders.adapters.tables import Order, OrderReturn
 from orders.domain.returns import (
     OrderedLine,
@@ -100,6 +101,7 @@ def request_return(
         requested_at=now,
     )
     order.returns.append(order_return)
+    uow.after_commit(metrics.orders_return_requests.inc)
     order.active_return_id = return_id
     arrival = Arrival.internal(CUSTOMER_RETURN, "customer")
     saga.advance(uow, order, Input(CUSTOMER_RETURN, reference=return_id), arrival)

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from kit.envelope import trace_id_of
 from kit.unit_of_work import UnitOfWork
+from orders import metrics
 from orders.adapters.tables import CatalogItem, Order, OrderLine, TimelineEntry
 from orders.domain.pricing import CatalogEntry, RequestedLine, ShippingPolicy, quote
 from orders.domain.saga import OrderStatus
@@ -64,6 +65,7 @@ def place_order(
         status=OrderStatus.PENDING,
         placed_at=now,
         updated_at=now,
+        status_since=now,
         deadline_at=now + stock_deadline,
         awaiting={},
         retry_attempts=0,
@@ -76,6 +78,12 @@ def place_order(
             for n, p in enumerate(priced.lines, start=1)
         ],
     )
+    value, placed_counter = (
+        metrics.major_units(order.total),
+        metrics.orders_placed_amount.labels(order.currency),
+    )
+    uow.after_commit(metrics.orders_placed.inc)
+    uow.after_commit(lambda: placed_counter.inc(value))
     envelope = uow.new_event(
         "OrderPlaced",
         order_placed_payload(order, command.payment_token),

@@ -136,9 +136,13 @@ class Saga:
             uow, order, arrival, decision.status if decision.changed else None, decision.ignored
         )
         if decision.changed:
+            if event.event_type == "PaymentRefunded" and payload:
+                refunded = metrics.major_units(payload["amount"])
+                counter = metrics.orders_refunded_amount.labels(order.currency)
+                uow.after_commit(lambda: counter.inc(refunded))
             self._apply(uow, order, decision, cause)
         elif event.event_type not in INFORMATIONAL:
-            metrics.saga_inputs_ignored.labels(event.event_type).inc()
+            uow.after_commit(metrics.saga_inputs_ignored.labels(event.event_type).inc)
         return decision
 
     def resend_unacknowledged(self, uow: UnitOfWork, order: Order, now: datetime) -> None:
@@ -149,7 +153,7 @@ class Saga:
             self._emit(
                 uow, order, None, command, now, note=f"re-sent, attempt {order.retry_attempts}"
             )
-            metrics.saga_commands_resent.labels(command).inc()
+            uow.after_commit(metrics.saga_commands_resent.labels(command).inc)
         order.retry_at = now + backoff(
             order.retry_attempts,
             self._settings.compensation_retry_initial,
@@ -160,10 +164,13 @@ class Saga:
         self, uow: UnitOfWork, order: Order, decision: Decision, cause: Envelope | None
     ) -> None:
         now = datetime.now(UTC)
+        left = OrderStatus(order.status)
         order.status = decision.status
         order.updated_at = now
         if decision.cancel_reason is not None:
             order.cancel_reason = decision.cancel_reason or None
+        if decision.status != left:
+            _count_transition(uow, order, left, now)
         order.deadline_at = (
             self.deadline_after(decision.deadline, now) if decision.deadline else None
         )
@@ -174,24 +181,28 @@ class Saga:
         elif commands_sent:
             order.retry_at = now + self._settings.compensation_retry_initial
             order.retry_attempts = 0
-        self._settle(order, decision.status, now)
+        self._settle(uow, order, decision.status, now)
         for message_type in decision.emit:
             self._emit(uow, order, cause, message_type, now)
 
     @staticmethod
-    def _settle(order: Order, status: OrderStatus, now: datetime) -> None:
+    def _settle(uow: UnitOfWork, order: Order, status: OrderStatus, now: datetime) -> None:
         """Bookkeeping and metrics of the states an order comes to rest in."""
         if status is OrderStatus.COMPLETED:
             order.completed_at = now
-            metrics.orders_completed.inc()
-            metrics.order_e2e_seconds.observe((now - order.placed_at).total_seconds())
+            e2e = (now - order.placed_at).total_seconds()
+            revenue = metrics.major_units(order.total)
+            revenue_counter = metrics.orders_revenue_amount.labels(order.currency)
+            uow.after_commit(metrics.orders_completed.inc)
+            uow.after_commit(lambda: metrics.order_e2e_seconds.observe(e2e))
+            uow.after_commit(lambda: revenue_counter.inc(revenue))
         elif status is OrderStatus.CANCELLED:
-            metrics.orders_cancelled.labels(order.cancel_reason or "unknown").inc()
+            uow.after_commit(metrics.orders_cancelled.labels(order.cancel_reason or "unknown").inc)
         elif status is OrderStatus.RETURNED:
             finished = _active_return(order)
             if finished is not None:
                 finished.status, finished.completed_at = "refunded", now
-            metrics.orders_returned.inc()
+            uow.after_commit(metrics.orders_returned.inc)
 
     def _emit(
         self,
@@ -218,6 +229,17 @@ class Saga:
             order.active_return_id = None
         arrival = Arrival(message.event_id, message_type, uow.service_name, now)
         _record(uow, order, arrival, None, note)
+
+
+def _count_transition(uow: UnitOfWork, order: Order, left: OrderStatus, now: datetime) -> None:
+    """Time spent in the state just left; a compensation when one starts."""
+    spent = (now - order.status_since).total_seconds()
+    order.status_since = now
+    histogram = metrics.saga_state_seconds.labels(left)
+    uow.after_commit(lambda: histogram.observe(spent))
+    if order.status == OrderStatus.COMPENSATING:
+        reason = order.cancel_reason or "unknown"
+        uow.after_commit(metrics.saga_compensations.labels(reason).inc)
 
 
 def _active_return(order: Order) -> OrderReturn | None:

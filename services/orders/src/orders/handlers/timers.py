@@ -29,7 +29,7 @@ class SagaTimers:
         overdue = self._due(uow, Order.deadline_at, now)
         for order in overdue:
             step = DEADLINE_OF.get(OrderStatus(order.status))
-            metrics.saga_deadlines.labels(step or "none").inc()
+            uow.after_commit(metrics.saga_deadlines.labels(step or "none").inc)
             arrival = Arrival.internal(DEADLINE_PASSED, uow.service_name)
             self._saga.advance(uow, order, Input(DEADLINE_PASSED), arrival)
         unacknowledged = self._due(uow, Order.retry_at, now)

@@ -61,6 +61,7 @@ _FAILURES = {
     "tok_timeout": ("provider_timeout", "The provider did not answer in time."),
     "tok_fraudulent": ("fraud_rejected", "The payment was rejected as likely fraud."),
 }
+FAILURE_REASONS = tuple(reason for reason, _ in _FAILURES.values())
 
 
 class SimulatedProvider:

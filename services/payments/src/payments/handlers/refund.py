@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from kit.envelope import Envelope
 from kit.unit_of_work import UnitOfWork
+from payments import metrics
 from payments.adapters.psp import PaymentProvider
 from payments.adapters.tables import Payment, PaymentIntent, Refund
 from payments.handlers.intents import lock_intent, payment_id_for
@@ -80,6 +81,10 @@ class RefundHandlers:
                 refund.provider_reference = result.provider_reference
                 payment.refunded_amount += refund.amount
         uow.session.add(refund)
+        refunded = refund.amount / 100
+        currency_counter = metrics.refunded_amount.labels(refund.currency)
+        uow.after_commit(metrics.refunds.inc)
+        uow.after_commit(lambda: currency_counter.inc(refunded))
         return refund
 
     @staticmethod

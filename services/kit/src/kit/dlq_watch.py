@@ -1,0 +1,50 @@
+"""DLQ depth: how many messages every `*.dlq` topic holds, as a gauge.
+
+Depth is end minus start offsets over the topic's partitions, read from the broker without
+joining a consumer group; a purge (which moves the start offset) brings it back down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from kit import metrics
+
+log = logging.getLogger(__name__)
+
+DLQ_SUFFIX = ".dlq"
+
+
+async def watch_dead_letter_topics(bootstrap_servers: str, interval_s: float) -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        while True:
+            try:
+                for topic, depth in (await dead_letter_depths(consumer)).items():
+                    metrics.dlq_messages.labels(topic).set(depth)
+            except Exception as error:  # broker away: keep the last values, try again later
+                log.warning("could not read dead-letter depths: %s", error)
+            await asyncio.sleep(interval_s)
+    finally:
+        await consumer.stop()
+
+
+async def dead_letter_depths(consumer: AIOKafkaConsumer) -> dict[str, int]:
+    topics = sorted(t for t in await consumer.topics() if t.endswith(DLQ_SUFFIX))
+    partitions = [
+        TopicPartition(topic, partition)
+        for topic in topics
+        for partition in consumer.partitions_for_topic(topic) or ()
+    ]
+    if not partitions:
+        return {}
+    starts = await consumer.beginning_offsets(partitions)
+    ends = await consumer.end_offsets(partitions)
+    depths = dict.fromkeys(topics, 0)
+    for tp in partitions:
+        depths[tp.topic] += ends[tp] - starts[tp]
+    return depths

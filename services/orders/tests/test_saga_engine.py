@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from kit.envelope import Envelope
 from kit.testing.service_harness import ServiceHarness
@@ -254,3 +255,38 @@ def test_another_clients_order_is_not_found(harness: Harness) -> None:
     with pytest.raises(OrderNotFoundError):
         h.run(lambda uow: request_cancellation(uow, h.saga, "someone-else", order_id))
     assert h.order(order_id).status == "PENDING"
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_metrics_count_each_transition_compensation_and_settlement_once(harness: Harness) -> None:
+    h = harness
+    before = {
+        "pending": metric("saga_state_duration_seconds_count", state="PENDING"),
+        "compensations": metric("saga_compensations_total", reason="customer_cancelled"),
+        "cancelled": metric("orders_cancelled_total", reason="customer_cancelled"),
+        "placed": metric("orders_placed_total"),
+        "revenue": metric("orders_revenue_amount_total", currency="EUR"),
+    }
+    cancelled, delivered = h.place(), h.place(quantity=1)
+    h.run(lambda uow: request_cancellation(uow, h.saga, CLIENT, cancelled))
+    h.feed(cancelled, "ShipmentCancelled", shipment_id=None)
+    h.feed(cancelled, "StockReleased", lines=[])
+    h.feed(cancelled, "PaymentRefunded", refund_id=refund_id_for_cancellation(cancelled), amount=0)
+    deliver(h, delivered)
+    h.feed(delivered, "ShipmentDelivered")  # a repeat: ignored, counted as ignored only
+    assert h.order(cancelled).status == "CANCELLED"
+    assert h.order(delivered).status == "COMPLETED"
+
+    assert metric("orders_placed_total") - before["placed"] == 2
+    # Both left PENDING once (the cancelled one for COMPENSATING, the other for RESERVED).
+    assert metric("saga_state_duration_seconds_count", state="PENDING") - before["pending"] == 2
+    assert (
+        metric("saga_compensations_total", reason="customer_cancelled") - before["compensations"]
+        == 1
+    )
+    assert metric("orders_cancelled_total", reason="customer_cancelled") - before["cancelled"] == 1
+    revenue = metric("orders_revenue_amount_total", currency="EUR") - before["revenue"]
+    assert revenue == pytest.approx((MUG_PRICE + SHIPPING) / 100)

@@ -42,6 +42,7 @@ def definition(settings: OrdersSettings) -> ServiceDefinition:
         states=tuple(OrderStatus),
         steps=tuple(Step),
         commands=tuple(ACKNOWLEDGED_BY),
+        inputs=tuple(SAGA_EVENTS),
     )
     return ServiceDefinition(
         name="orders",

@@ -77,7 +77,12 @@ CANCEL_REASONS = (
 )
 
 
-def initialize(states: tuple[str, ...], steps: tuple[str, ...], commands: tuple[str, ...]) -> None:
+def initialize(
+    states: tuple[str, ...],
+    steps: tuple[str, ...],
+    commands: tuple[str, ...],
+    inputs: tuple[str, ...],
+) -> None:
     for reason in CANCEL_REASONS:
         orders_cancelled.labels(reason)
         saga_compensations.labels(reason)
@@ -87,3 +92,5 @@ def initialize(states: tuple[str, ...], steps: tuple[str, ...], commands: tuple[
         saga_commands_resent.labels(command)
     for state in states:
         saga_state_seconds.labels(state)
+    for event_type in inputs:
+        saga_inputs_ignored.labels(event_type)

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml  # type: ignore[import-untyped]  # PyYAML ships no types; no stubs installed
+import yaml
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 from kit.testing.pipeline import wait_until

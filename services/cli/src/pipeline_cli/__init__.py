@@ -1,0 +1,1 @@
+"""The `pipeline` operator CLI: read, trace, replay and repair the event streams."""

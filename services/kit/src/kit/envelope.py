@@ -6,12 +6,15 @@ that a consumer can route, deduplicate and skip a message without decoding it.
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+# W3C trace context is tracing's business; re-exported because every message carries it.
+from kit.tracing import new_traceparent as new_traceparent
+from kit.tracing import trace_id_of as trace_id_of
 
 Headers = list[tuple[str, bytes]]
 
@@ -26,18 +29,6 @@ HEADER_PRODUCER = "producer"
 
 def new_event_id() -> str:
     return str(uuid.uuid4())
-
-
-def new_traceparent(trace_id: str | None = None) -> str:
-    """A W3C trace-context `traceparent`: a new span in `trace_id` (or in a new trace)."""
-    return f"00-{trace_id or secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
-
-
-def trace_id_of(traceparent: str | None) -> str | None:
-    if not traceparent:
-        return None
-    parts = traceparent.split("-")
-    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +50,8 @@ class Envelope:
     def caused(
         self, event_type: str, payload: Mapping[str, Any], *, key: str | None = None, producer: str
     ) -> Envelope:
-        """A message emitted while handling this one: same order, same trace, new span."""
+        """A message emitted while handling this one: same order, same trace; its parent
+        span is the handler's own when tracing is on (see `kit.tracing.new_traceparent`)."""
         return Envelope(
             event_type=event_type,
             key=key if key is not None else self.key,

@@ -1,4 +1,5 @@
-"""JSON logs: every line carries the service and, while a message is handled, its ids."""
+"""JSON logs: every line carries the service and, while a message or a request is handled,
+its ids: event_id, correlation_id (the order), trace_id, and span_id while a span records."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -36,8 +37,9 @@ class _ContextFilter(logging.Filter):
         return True
 
 
-def configure_logging(service: str, level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stdout)
+def json_handler(service: str, stream: TextIO) -> logging.Handler:
+    """One JSON object a line, with the service and the context's ids as fields."""
+    handler = logging.StreamHandler(stream)
     handler.addFilter(_ContextFilter(service))
     handler.setFormatter(
         JsonFormatter(
@@ -45,8 +47,12 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         )
     )
+    return handler
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [json_handler(service, sys.stdout)]
     root.setLevel(level.upper())
     # aiokafka logs every reconnect attempt at ERROR; keep its noise at WARNING and up.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)

@@ -19,7 +19,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import Engine, Row, Table, delete, func, select
 
-from kit import metrics
+from kit import metrics, tracing
 from kit.retry import retry_forever
 
 log = logging.getLogger(__name__)
@@ -123,16 +123,23 @@ class OutboxRelay:
 
     async def _send_all(self, rows: Sequence[Row[Any]]) -> None:
         # send() only enqueues; awaiting the futures together keeps the whole batch in flight.
-        deliveries = [
-            await self._producer.send(
-                row.topic,
-                value=row.value,
-                key=row.message_key.encode(),
-                headers=[(name, value.encode()) for name, value in row.headers],
-            )
-            for row in rows
-        ]
-        await asyncio.gather(*deliveries)
+        # With tracing on, each message gets a PRODUCER span that its traceparent then names.
+        with tracing.publish_spans() as spans:
+            deliveries = [
+                await self._producer.send(
+                    row.topic,
+                    value=row.value,
+                    key=row.message_key.encode(),
+                    headers=spans.traced(
+                        row.topic,
+                        row.message_key,
+                        row.event_type,
+                        [(name, value.encode()) for name, value in row.headers],
+                    ),
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*deliveries)
 
     def _fetch(self) -> Sequence[Row[Any]]:
         query = select(self._outbox).order_by(self._outbox.c.id).limit(self._max_batch)

@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData, Table
 from sqlalchemy.orm import Session, sessionmaker
 
+from kit import tracing
 from kit.avro_codec import SchemaStore
 from kit.consumer import BatchProcessor, KafkaBatchConsumer, Subscription
 from kit.database import create_database_engine, writer_lock
@@ -186,10 +187,15 @@ def create_app(runtime: Runtime) -> FastAPI:
             runtime.read_engine.dispose()
             log.info("%s stopped", definition.name)
 
-    app = FastAPI(title=definition.title or definition.name, lifespan=lifespan)
+    app = FastAPI(
+        title=definition.title or definition.name,
+        lifespan=lifespan,
+        telemetry=tracing.fastapi_telemetry(),  # each request's SERVER span, when tracing is on
+    )
     install_problem_handlers(app)
     if definition.configure_app is not None:
         definition.configure_app(app)
+    app.add_middleware(tracing.TraceRequests)  # the request's trace id in its log lines
     app.add_middleware(HttpMetricsMiddleware)  # added last: outermost, so it counts every answer
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
@@ -250,12 +256,16 @@ async def _probe_every(probe: PeriodicProbe, runtime: Runtime) -> None:
 def serve(settings: ServiceSettings, definition: ServiceDefinition) -> None:
     """The entry point of every service process."""
     configure_logging(definition.name, settings.log_level)
+    tracing.configure_tracing(definition.name)  # exports only if OTEL_EXPORTER_OTLP_* is set
     app = create_app(Runtime(settings, definition))
-    uvicorn.run(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=uvicorn_log_config(),
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    try:
+        uvicorn.run(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=uvicorn_log_config(),
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        tracing.shutdown_tracing()  # the spans of the last batches still go out

@@ -58,3 +58,4 @@ def cancel_shipment(envelope: Envelope, uow: UnitOfWork) -> None:
             producer=uow.service_name,
         )
     )
+    log.info("shipping cancelled for order %s: %s", order_id, reason)

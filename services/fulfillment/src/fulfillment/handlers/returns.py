@@ -63,6 +63,7 @@ class ReturnHandlers:
             trace_id=envelope.trace_id,
         )
         uow.session.add(authorization)
+        log.info("return label issued for order %s: return %s", order_id, return_id)
         return authorization
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from fulfillment.adapters.carrier import Carrier
 from fulfillment.adapters.tables import Shipment, ShippingOrder
 from kit.envelope import Envelope
+from kit.logs import log_context
 from kit.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,9 @@ class ShippingHandlers:
             )
         )
         for shipment in due:
-            self._advance(None, uow, shipment, now)
+            # A timer, not a message: its log lines name the order and its trace here.
+            with log_context(correlation_id=shipment.order_id, trace_id=shipment.trace_id):
+                self._advance(None, uow, shipment, now)
         return len(due)
 
     def _ship_if_ready(self, cause: Envelope, uow: UnitOfWork, order: ShippingOrder) -> None:
@@ -92,6 +95,7 @@ class ShippingHandlers:
                 producer=uow.service_name,
             )
         )
+        log.info("shipment created for order %s: %s", order.order_id, booking.tracking_number)
         self._advance(cause, uow, shipment, now)
 
     def _advance(
@@ -119,6 +123,7 @@ class ShippingHandlers:
                         "dispatched_at": now,
                     },
                 )
+                log.info("shipment dispatched for order %s", shipment.order_id)
             else:
                 shipment.status, shipment.delivered_at = "delivered", now
                 shipment.next_step_at = None
@@ -133,6 +138,7 @@ class ShippingHandlers:
                         "delivered_at": now,
                     },
                 )
+                log.info("shipment delivered for order %s", shipment.order_id)
 
 
 def lock_shipping_order(uow: UnitOfWork, order_id: str) -> ShippingOrder:

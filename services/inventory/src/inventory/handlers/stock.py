@@ -58,6 +58,7 @@ def reserve_stock_on_order_placed(envelope: Envelope, uow: UnitOfWork) -> None:
                 producer=uow.service_name,
             )
         )
+        log.info("stock reservation failed for order %s: %d SKUs short", order_id, len(shortages))
         return
     by_key = {(level.sku, level.warehouse): level for level in levels}
     for allocation in allocations:
@@ -87,6 +88,7 @@ def reserve_stock_on_order_placed(envelope: Envelope, uow: UnitOfWork) -> None:
             producer=uow.service_name,
         )
     )
+    log.info("stock reserved for order %s: %d allocations", order_id, len(allocations))
     _detect_low_stock(envelope, uow, levels, {a.sku for a in allocations})
 
 
@@ -137,11 +139,13 @@ def release_stock(envelope: Envelope, uow: UnitOfWork) -> None:
             producer=uow.service_name,
         )
     )
+    log.info("stock released for order %s: %d lines", order_id, len(released))
 
 
 def ship_reserved_stock(envelope: Envelope, uow: UnitOfWork) -> None:
     """The goods left the warehouse: the reservation becomes a decrease of stock on hand."""
-    _settle(uow, envelope.payload["order_id"], "shipped")
+    if _settle(uow, envelope.payload["order_id"], "shipped"):
+        log.info("reserved stock shipped for order %s", envelope.payload["order_id"])
 
 
 def _settle(uow: UnitOfWork, order_id: str, outcome: str) -> list[dict[str, object]] | None:

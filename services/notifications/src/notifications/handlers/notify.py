@@ -3,6 +3,7 @@ announced."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +15,8 @@ from kit.unit_of_work import UnitOfWork
 from notifications.adapters.channels import Channel
 from notifications.adapters.rendering import render
 from notifications.adapters.tables import Contact, Notification
+
+log = logging.getLogger(__name__)
 
 
 class NotificationHandlers:
@@ -190,6 +193,7 @@ class NotificationHandlers:
                 producer=uow.service_name,
             )
         )
+        log.info("notification %s sent for order %s", notification.template, notification.order_id)
 
 
 def notification_id(order_id: str, template: str, reference: str = "") -> str:

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from kit import tracing
 from kit.api import NUL_FREE, RuntimeDep
 from kit.problems import ProblemError
 from kit.service import Runtime
@@ -142,7 +143,9 @@ async def create_order(
         payment_token=body.payment_token,
         notes=body.notes,
         client_metadata=dict(body.metadata),
-        traceparent=traceparent,
+        # The request's place in its trace (kit.tracing.TraceRequests): its SERVER span, or
+        # with tracing off a span id of its own in the caller's trace.
+        traceparent=tracing.current_traceparent() or traceparent,
     )
     shipping = ShippingPolicy(settings.shipping_flat_fee, settings.free_shipping_from)
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
-from kit.envelope import trace_id_of
+from kit.envelope import Envelope, trace_id_of
+from kit.logs import log_context
 from kit.unit_of_work import UnitOfWork
 from orders import metrics
 from orders.adapters.tables import CatalogItem, Order, OrderLine, TimelineEntry
 from orders.domain.pricing import CatalogEntry, RequestedLine, ShippingPolicy, quote
 from orders.domain.saga import OrderStatus
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,13 +88,17 @@ def place_order(
     )
     uow.after_commit(metrics.orders_placed.inc)
     uow.after_commit(lambda: placed_counter.inc(value))
+    traceparent = command.traceparent if trace_id_of(command.traceparent) else None
     envelope = uow.new_event(
         "OrderPlaced",
         order_placed_payload(order, command.payment_token),
         key=order.order_id,
         correlation_id=order.order_id,
-        trace_id=trace_id_of(command.traceparent),
+        trace_id=trace_id_of(traceparent),
     )
+    if traceparent is not None:
+        # The request's own traceparent: its span is the parent of all the order causes.
+        envelope = replace(envelope, traceparent=traceparent)
     order.trace_id = envelope.trace_id
     order.timeline = [
         TimelineEntry(
@@ -103,7 +111,19 @@ def place_order(
     ]
     uow.session.add(order)
     uow.emit(envelope)
+    summary = f"{len(order.lines)} lines, {metrics.major_units(order.total):.2f} {order.currency}"
+    uow.after_commit(lambda: _log_placed(envelope, summary))
     return order
+
+
+def _log_placed(envelope: Envelope, summary: str) -> None:
+    # After the commit, in the group committer's thread: no request context, so name it here.
+    with log_context(
+        event_id=envelope.event_id,
+        correlation_id=envelope.correlation_id,
+        trace_id=envelope.trace_id,
+    ):
+        log.info("order %s placed: %s", envelope.correlation_id, summary)
 
 
 def order_placed_payload(order: Order, payment_token: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 
 from kit.envelope import Envelope
+from kit.logs import log_context
 from kit.unit_of_work import UnitOfWork
 from orders import metrics
 from orders.adapters.tables import Order, OrderReturn, TimelineEntry
@@ -171,6 +172,7 @@ class Saga:
             order.cancel_reason = decision.cancel_reason or None
         if decision.status != left:
             _count_transition(uow, order, left, now)
+            _log_transition(order, left)
         order.deadline_at = (
             self.deadline_after(decision.deadline, now) if decision.deadline else None
         )
@@ -231,13 +233,22 @@ class Saga:
         _record(uow, order, arrival, None, note)
 
 
+def _log_transition(order: Order, left: OrderStatus) -> None:
+    # Customer requests and timers get here outside any message: name the order ourselves.
+    with log_context(correlation_id=order.order_id, trace_id=order.trace_id):
+        log.info("order %s %s -> %s", order.order_id, left, order.status)
+
+
 def _count_transition(uow: UnitOfWork, order: Order, left: OrderStatus, now: datetime) -> None:
     """Time spent in the state just left; a compensation when one starts."""
     spent = (now - order.status_since).total_seconds()
     order.status_since = now
     histogram = metrics.saga_state_seconds.labels(left)
     uow.after_commit(lambda: histogram.observe(spent))
-    if order.status == OrderStatus.COMPENSATING:
+    if order.status == OrderStatus.FULFILLING:
+        processing = (now - order.placed_at).total_seconds()
+        uow.after_commit(lambda: metrics.order_processing_seconds.observe(processing))
+    elif order.status == OrderStatus.COMPENSATING:
         reason = order.cancel_reason or "unknown"
         uow.after_commit(metrics.saga_compensations.labels(reason).inc)
 

@@ -79,6 +79,7 @@ class CaptureHandlers:
                     producer=uow.service_name,
                 )
             )
+            log.info("payment captured for order %s: %s", intent.order_id, payment_id)
         else:
             uow.emit(
                 cause.caused(
@@ -92,3 +93,4 @@ class CaptureHandlers:
                     producer=uow.service_name,
                 )
             )
+            log.info("payment failed for order %s: %s", intent.order_id, result.failure_reason)

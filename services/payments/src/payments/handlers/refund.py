@@ -31,6 +31,13 @@ class RefundHandlers:
         refund = uow.session.get(Refund, command["refund_id"])
         if refund is None:
             refund = self._refund(uow, intent, command)
+            log.info(
+                "payment refunded for order %s: %.2f %s (refund %s)",
+                refund.order_id,
+                refund.amount / 100,
+                refund.currency,
+                refund.refund_id,
+            )
         # A repeated command (the saga re-sends it until it sees this answer) refunds nothing
         # and is answered from the record, so every answer for one refund says the same.
         uow.emit(

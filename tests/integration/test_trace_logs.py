@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from kit.testing.orders import order_body
+from kit.testing.otlp import OtlpReceiver, otlp_receiver
 from kit.testing.pipeline import SERVICES, Pipeline, wait_until
 from tests.integration.helpers import PipelineClient
 
@@ -60,64 +55,6 @@ def test_one_orders_trace_id_is_in_the_log_lines_of_all_five_services(
             assert line["correlation_id"] == order_id, line
         # At least one business step, logged while handling one of the order's messages.
         assert any(line["level"] == "INFO" and "event_id" in line for line in lines), service
-
-
-class OtlpReceiver(ThreadingHTTPServer):
-    """An OTLP/HTTP trace receiver on a free local port: it keeps every span it is sent."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _ReceiveTraces)
-        self.exports: list[ExportTraceServiceRequest] = []
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def spans(self, trace_id: str) -> list[tuple[str, Span]]:
-        """(service.name, span) of every span of `trace_id` received so far."""
-        found = []
-        for export in list(self.exports):
-            for resource_spans in export.resource_spans:
-                resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
-                found += [
-                    (resource["service.name"], span)
-                    for scope_spans in resource_spans.scope_spans
-                    for span in scope_spans.spans
-                    if span.trace_id.hex() == trace_id
-                ]
-        return found
-
-
-class _ReceiveTraces(BaseHTTPRequestHandler):
-    server: OtlpReceiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.path != "/v1/traces":
-            self.send_error(404)
-            return
-        self.server.exports.append(ExportTraceServiceRequest.FromString(body))
-        answer = ExportTraceServiceResponse().SerializeToString()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # keep the test output clean
-
-
-@contextmanager
-def otlp_receiver() -> Iterator[OtlpReceiver]:
-    receiver = OtlpReceiver()
-    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield receiver
-    finally:
-        receiver.shutdown()
-        receiver.server_close()
 
 
 def restart_all(pipeline: Pipeline, env: dict[str, str]) -> None:

@@ -8,20 +8,14 @@ from __future__ import annotations
 import io
 import json
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanProto
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -36,6 +30,7 @@ from kit.consumer import BatchProcessor, Subscription
 from kit.envelope import Envelope, trace_id_of
 from kit.logs import json_handler
 from kit.testing import service_harness
+from kit.testing.otlp import OtlpReceiver, otlp_receiver
 from kit.unit_of_work import UnitOfWork
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -270,60 +265,10 @@ async def test_with_tracing_off_a_request_still_joins_the_callers_trace(
     assert trace_id_of(started["traceparent"]) not in (None, TRACE_ID)
 
 
-class OtlpReceiver(ThreadingHTTPServer):
-    """An OTLP/HTTP trace receiver on a free local port: it keeps every span it is sent."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _ReceiveTraces)
-        self.exports: list[ExportTraceServiceRequest] = []
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def spans(self) -> list[tuple[str, SpanProto]]:
-        """(service.name, span) of everything received so far."""
-        found = []
-        for export in list(self.exports):
-            for resource_spans in export.resource_spans:
-                attributes = {
-                    a.key: a.value.string_value for a in resource_spans.resource.attributes
-                }
-                for scope_spans in resource_spans.scope_spans:
-                    found += [(attributes[SERVICE_NAME], span) for span in scope_spans.spans]
-        return found
-
-
-class _ReceiveTraces(BaseHTTPRequestHandler):
-    server: OtlpReceiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.path != "/v1/traces":
-            self.send_error(404)
-            return
-        self.server.exports.append(ExportTraceServiceRequest.FromString(body))
-        answer = ExportTraceServiceResponse().SerializeToString()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # keep the test output clean
-
-
 @pytest.fixture
 def receiver() -> Iterator[OtlpReceiver]:
-    server = OtlpReceiver()
-    server.thread.start()
-    try:
+    with otlp_receiver() as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_spans_are_exported_over_otlp_http_with_the_service_name(

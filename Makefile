@@ -8,11 +8,11 @@ PYTHON := $(VENV)/bin/python
 UV     := $(or $(shell command -v uv 2>/dev/null),python3 -m uv)
 KAFKACTL := $(PYTHON) deploy/kafka/kafkactl.py
 
-.PHONY: help uv-installed install system-deps kafka-jars run demo kafka-start kafka-stop kafka-topics \
+.PHONY: help uv-installed install system-deps prometheus-installed observability-check kafka-jars run demo kafka-start kafka-stop kafka-topics \
         test lint fmt typecheck schemas-check test-unit test-integration bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-20s\033[0m %s\n", $$1, $$2}'
 
 uv-installed:
 	@command -v uv >/dev/null || python3 -m uv --version >/dev/null 2>&1 || \
@@ -27,14 +27,30 @@ install: $(VENV)/.synced kafka-jars ## Python environment (uv) and the Kafka jar
 kafka-jars: $(VENV)/.synced ## fetch Kafka 4.1 from Maven Central into ~/.cache/order-pipeline
 	$(KAFKACTL) fetch >/dev/null
 
-system-deps: ## PostgreSQL server for the tests (Debian's package), when missing
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then \
+system-deps: ## PostgreSQL and Prometheus (Debian's packages) for the tests, when missing
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="postgresql"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
-	  else echo "PostgreSQL is missing: run 'sudo apt-get install postgresql'" >&2; exit 1; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "Missing Debian packages: run 'sudo apt-get install $$missing'" >&2; exit 1; fi; \
 	fi
 
-run: install ## start Kafka and the five services; Ctrl-C stops everything
+prometheus-installed: ## Prometheus for `make run`, installed where possible (the pipeline runs without it)
+	@command -v prometheus >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Prometheus (Debian's package)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null \
+	      || echo "could not install Prometheus; the pipeline runs without metrics storage" >&2; \
+	  else echo "Prometheus is missing and cannot be installed here (needs root and apt-get):" \
+	    "run 'sudo apt-get install prometheus'; the pipeline runs without it" >&2; fi; }
+
+observability-check: system-deps ## promtool checks/tests of config and rules; Grafana's dashboard-linter
+	deploy/prometheus/check.sh
+	deploy/grafana/lint.sh
+
+run: install prometheus-installed ## start Kafka, the services, KPIs and Prometheus; Ctrl-C stops all
 	@deploy/run.sh
 
 demo: $(VENV)/.synced ## post a stream of sample orders to a running pipeline and watch them
@@ -49,7 +65,7 @@ kafka-topics: $(VENV)/.synced ## create missing topics on a running broker
 kafka-stop: $(VENV)/.synced ## stop the detached broker
 	$(KAFKACTL) stop
 
-test: install system-deps lint typecheck schemas-check ## everything CI runs: lint, types, schemas, all tests
+test: install system-deps lint typecheck schemas-check observability-check ## everything CI runs: lint, types, schemas, rules, dashboards, all tests
 	$(PYTHON) -m pytest
 
 lint: $(VENV)/.synced ## ruff lint and format check

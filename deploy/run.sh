@@ -18,6 +18,11 @@ if [ ! -s .run/dev-api-key ]; then
     | python -c 'import json, sys; print(json.load(sys.stdin)["key"])' > .run/dev-api-key
 fi
 API_KEY="$(cat .run/dev-api-key)"
+if command -v prometheus >/dev/null; then
+  PROMETHEUS_URL="http://127.0.0.1:9090  (rules and alerts from deploy/prometheus/)"
+else
+  PROMETHEUS_URL="not installed: 'sudo apt-get install prometheus', then make run again"
+fi
 
 cat <<INFO
 
@@ -26,9 +31,17 @@ cat <<INFO
     API key        ${API_KEY}   (also in .run/dev-api-key; header: Authorization: Bearer …)
     API docs       http://127.0.0.1:8000/docs
     warehouse      http://127.0.0.1:8003/v1/returns/{return_id}/received
-    metrics        orders :8000  inventory :8001  payments :8002  fulfillment :8003  notifications :8004  (/metrics)
+    metrics        orders :8000  inventory :8001  payments :8002  fulfillment :8003  notifications :8004
+                   kpis :8005  (each at /metrics)
+    Prometheus     ${PROMETHEUS_URL}
+    dashboards     deploy/grafana/ (import into Grafana, see docs/OPERATIONS.md)
     Kafka          ${KAFKA_BOOTSTRAP_SERVERS}
   Try it:  make demo   (in another terminal), or the curl in README.md. Ctrl-C stops everything.
 
 INFO
-honcho start -f deploy/Procfile -d .
+# Every Procfile entry, but Prometheus only where it is installed (`make run` tries to).
+processes="$(grep -oE '^[a-z]+' deploy/Procfile | tr '\n' ' ')"
+if ! command -v prometheus >/dev/null; then
+  processes="${processes/prometheus /}"
+fi
+honcho start -f deploy/Procfile -d . $processes

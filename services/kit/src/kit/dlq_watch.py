@@ -10,6 +10,7 @@ import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from kit import metrics
 
@@ -19,29 +20,37 @@ DLQ_SUFFIX = ".dlq"
 
 
 async def watch_dead_letter_topics(bootstrap_servers: str, interval_s: float) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await admin.start()
     await consumer.start()
     try:
         while True:
             try:
-                for topic, depth in (await dead_letter_depths(consumer)).items():
+                for topic, depth in (await dead_letter_depths(admin, consumer)).items():
                     metrics.dlq_messages.labels(topic).set(depth)
             except Exception as error:  # broker away: keep the last values, try again later
                 log.warning("could not read dead-letter depths: %s", error)
             await asyncio.sleep(interval_s)
     finally:
         await consumer.stop()
+        await admin.close()
 
 
-async def dead_letter_depths(consumer: AIOKafkaConsumer) -> dict[str, int]:
-    topics = sorted(t for t in await consumer.topics() if t.endswith(DLQ_SUFFIX))
-    partitions = [
-        TopicPartition(topic, partition)
-        for topic in topics
-        for partition in consumer.partitions_for_topic(topic) or ()
-    ]
-    if not partitions:
+async def dead_letter_depths(
+    admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer
+) -> dict[str, int]:
+    topics = sorted(t for t in await admin.list_topics() if t.endswith(DLQ_SUFFIX))
+    if not topics:
         return {}
+    # The admin client names the partitions; assigning them (no group) gives the consumer
+    # the metadata it needs to ask for their offsets.
+    partitions = [
+        TopicPartition(described["topic"], p["partition"])
+        for described in await admin.describe_topics(topics)
+        for p in described["partitions"]
+    ]
+    consumer.assign(partitions)
     starts = await consumer.beginning_offsets(partitions)
     ends = await consumer.end_offsets(partitions)
     depths = dict.fromkeys(topics, 0)

@@ -79,8 +79,13 @@ fmt: $(VENV)/.synced ## format and autofix
 typecheck: $(VENV)/.synced ## mypy --strict
 	$(VENV)/bin/mypy services tests tools conftest.py deploy
 
-schemas-check: $(VENV)/.synced ## every pair of schema versions must stay backward and forward compatible
+schemas-check: $(VENV)/.synced ## schema versions stay backward and forward compatible; docs/EVENTS.md is current
 	$(PYTHON) tools/schemas_check.py
+	$(PYTHON) tools/events_catalog.py --check
+
+.PHONY: events-doc
+events-doc: $(VENV)/.synced ## regenerate docs/EVENTS.md, the event catalog, from schemas, topics and wiring
+	$(PYTHON) tools/events_catalog.py
 
 test-unit: $(VENV)/.synced ## unit tests only (no broker; PostgreSQL for the kit's database tests)
 	$(PYTHON) -m pytest services tests/schemas

@@ -1,9 +1,16 @@
 """Batch consumption: one database transaction per batch, offsets committed after it.
 
-`BatchProcessor` is the synchronous heart (decode, deduplicate, dispatch, dead-letter) and
-knows nothing of Kafka's client; `KafkaBatchConsumer` feeds it batches from `getmany` and
-commits the offsets only once the batch's transaction has committed. A crash in between
+`BatchProcessor` is the synchronous heart (decode, deduplicate, dispatch, dead-letter, park)
+and knows nothing of Kafka's client; `KafkaBatchConsumer` feeds it batches from `getmany`
+and commits the offsets only once the batch's transaction has committed. A crash in between
 redelivers the batch, and the inbox makes that harmless.
+
+A dead letter with a key blocks that key for this consumer group: every later message with
+the key is parked (kept in the service's database, in arrival order) instead of handled, so
+an order's events are never applied around a hole. `pipeline dlq redrive` sends the dead
+letter back to its topic for this group alone; once it goes through, the parked messages
+follow it, in order, in the same transaction. `pipeline dlq purge` sends a release control
+record instead: the dead letter is dropped and the parked messages follow at once.
 """
 
 from __future__ import annotations
@@ -13,17 +20,20 @@ import hashlib
 import logging
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError
+from sqlalchemy import MetaData, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
 
 from kit import metrics, tracing
 from kit.avro_codec import DecodeError, SchemaStore
+from kit.database import parking_tables
 from kit.envelope import (
     HEADER_EVENT_ID,
     HEADER_EVENT_TYPE,
@@ -39,6 +49,23 @@ from kit.unit_of_work import UnitOfWork
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Envelope, UnitOfWork], None]
+
+# Dead-letter headers that the consumer and `pipeline dlq` agree on. A dead letter carries
+# its message id; a redrive names the group it is for and counts on; a release control
+# record (empty value) names the group and the dead letter it purges.
+HEADER_MESSAGE_ID = "dlq.message.id"
+HEADER_ATTEMPTS = "dlq.attempts"
+HEADER_CONSUMER_GROUP = "dlq.consumer.group"
+HEADER_REDRIVE_GROUP = "dlq.redrive.group"
+HEADER_REDRIVE_ATTEMPT = "dlq.redrive.attempt"
+HEADER_RELEASE_GROUP = "dlq.release.group"
+HEADER_RELEASE_ID = "dlq.release.id"
+RELEASE_EVENT_TYPE = "DeadLetterReleased"
+
+# dead_letters.status
+BLOCKING = "blocking"
+RELEASED = "released"
+PURGED = "purged"
 
 
 class ConsumedRecord(Protocol):
@@ -71,12 +98,33 @@ def dead_letter_topic(topic: str) -> str:
     return f"{topic}.dlq"
 
 
+def message_id_of(record: ConsumedRecord, headers: Mapping[str, str]) -> str:
+    """What identifies a message through dead-lettering and redrive: a redriven copy says
+    whose copy it is; otherwise the event id, or where the message was for one without."""
+    return (
+        headers.get(HEADER_MESSAGE_ID)
+        or headers.get(HEADER_EVENT_ID)
+        or f"{record.topic}:{record.partition}:{record.offset}"
+    )
+
+
+class DrillFailure(RuntimeError):  # noqa: N818 - what dlq.error.type shows: a drill, no error
+    """DRILL_FAIL_MESSAGES made the handler fail for this message, as a bug would."""
+
+
+def _fail_for_drill(envelope: Envelope, uow: UnitOfWork) -> None:
+    raise DrillFailure(
+        f"fire drill: {envelope.event_type} {envelope.key} fails (DRILL_FAIL_MESSAGES)"
+    )
+
+
 @dataclass
 class BatchOutcome:
     handled: int = 0
     duplicates: int = 0
     skipped: int = 0
     dead_lettered: int = 0
+    parked: int = 0
     counts: dict[tuple[str, str, str], int] = field(default_factory=dict)
     durations: list[tuple[str, float]] = field(default_factory=list)
 
@@ -86,6 +134,7 @@ class BatchOutcome:
         "duplicate": "duplicates",
         "skipped": "skipped",
         "dead_lettered": "dead_lettered",
+        "parked": "parked",
     }
 
     def count(self, record: ConsumedRecord, event_type: str, outcome: str) -> None:
@@ -98,6 +147,181 @@ class BatchOutcome:
         self.durations.append((event_type, seconds))
 
 
+# ----------------------------------------------------------------- dead letters and parking
+
+
+@dataclass(frozen=True)
+class ParkedRecord:
+    """A parked message, a consumed record again (`ConsumedRecord`) when its key is released."""
+
+    id: int
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+class ParkingLot:
+    """This group's dead letters that block their key and the messages parked behind them,
+    in the service's own database, inside the batch's transaction."""
+
+    def __init__(self, session: Session, metadata: MetaData) -> None:
+        self._session = session
+        self._dead_letters, self._parked = parking_tables(metadata)
+
+    def blocking(self, keys: Iterable[str]) -> dict[str, str]:
+        """Of `keys`, those blocked → the id of the dead letter blocking each (one query)."""
+        wanted = {key for key in keys if key}
+        if not wanted:
+            return {}
+        table = self._dead_letters
+        rows = self._session.execute(
+            select(table.c.key, table.c.message_id).where(
+                table.c.status == BLOCKING, table.c.key.in_(wanted)
+            )
+        )
+        return {key: message_id for key, message_id in rows}
+
+    def block(
+        self,
+        message_id: str,
+        key: str,
+        record: ConsumedRecord,
+        event_type: str,
+        attempts: int,
+        error: str,
+    ) -> None:
+        """Records a dead letter that blocks `key`; a redrive that failed again updates it."""
+        table, now = self._dead_letters, datetime.now(UTC)
+        values = {
+            "key": key,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "event_type": event_type,
+            "status": BLOCKING,
+            "attempts": attempts,
+            "error": error,
+            "updated_at": now,
+        }
+        known = self._session.execute(
+            select(table.c.message_id).where(table.c.message_id == message_id)
+        ).first()
+        if known is None:
+            self._session.execute(
+                insert(table).values(message_id=message_id, created_at=now, **values)
+            )
+        else:
+            self._session.execute(
+                update(table).where(table.c.message_id == message_id).values(**values)
+            )
+
+    def settle(self, message_id: str, status: str) -> None:
+        """The dead letter stops blocking: `released` (its redrive went through) or `purged`."""
+        table = self._dead_letters
+        self._session.execute(
+            update(table)
+            .where(table.c.message_id == message_id)
+            .values(status=status, updated_at=datetime.now(UTC))
+        )
+
+    def park(self, record: ConsumedRecord, key: str) -> None:
+        self._session.execute(
+            insert(self._parked).values(
+                key=key,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                message_key=record.key,
+                value=record.value,
+                headers=[
+                    [name, (raw or b"").decode("utf-8", "replace")] for name, raw in record.headers
+                ],
+                parked_at=datetime.now(UTC),
+            )
+        )
+
+    def parked(self, key: str) -> list[ParkedRecord]:
+        """The messages parked behind `key`, in the order they arrived."""
+        table = self._parked
+        rows = self._session.execute(
+            select(table).where(table.c.key == key).order_by(table.c.id)
+        ).all()
+        return [
+            ParkedRecord(
+                row.id,
+                row.topic,
+                row.partition,
+                row.offset,
+                row.message_key,
+                row.value,
+                [(name, value.encode()) for name, value in row.headers],
+            )
+            for row in rows
+        ]
+
+    def unpark(self, ids: Collection[int]) -> None:
+        if ids:
+            self._session.execute(delete(self._parked).where(self._parked.c.id.in_(ids)))
+
+    def report(self) -> None:
+        """Sets the gauges of parked messages and of dead letters still blocking a key."""
+        parked = self._session.scalar(select(func.count()).select_from(self._parked))
+        blocking = self._session.scalar(
+            select(func.count())
+            .select_from(self._dead_letters)
+            .where(self._dead_letters.c.status == BLOCKING)
+        )
+        metrics.parked_messages.set(parked or 0)
+        metrics.dead_letters_open.set(blocking or 0)
+
+
+def parking_probe(metadata: MetaData) -> Callable[[Session], None]:
+    """The read every service runs periodically for its parking gauges (a `PeriodicProbe`)."""
+
+    def probe(session: Session) -> None:
+        ParkingLot(session, metadata).report()
+
+    return probe
+
+
+# ------------------------------------------------------------------------------ a batch
+
+Verdict = Literal["handle", "release", "skipped", "duplicate"]
+
+
+@dataclass
+class _Admitted:
+    """A record as admission found it, before the batch is handled in order."""
+
+    record: ConsumedRecord
+    headers: dict[str, str]
+    event_type: str
+    key: str
+    message_id: str
+    verdict: Verdict = "handle"
+    redrive: bool = False  # a dead letter of this group, sent back for it by `dlq redrive`
+    envelope: Envelope | None = None
+    error: DecodeError | MissingHeaderError | None = None
+
+
+@dataclass
+class _Batch:
+    """One run of a batch: its transaction, and what the run changed on the way."""
+
+    uow: UnitOfWork
+    parking: ParkingLot
+    outcome: BatchOutcome
+    isolate: bool
+    # Blocked keys of the batch → the dead letter blocking each; kept current as the run
+    # dead-letters and releases, so a message sees what the ones before it did.
+    blocking: dict[str, str]
+    # Message ids handled or dead-lettered in this run: a second copy is a duplicate.
+    done: set[str] = field(default_factory=set)
+
+
 class BatchProcessor:
     def __init__(
         self,
@@ -106,13 +330,16 @@ class BatchProcessor:
         unit_of_work: Callable[[], UnitOfWork],
         group_id: str,
         max_attempts: int = 3,
+        drill_failures: Collection[tuple[str, str]] = (),
     ) -> None:
+        """`drill_failures`: (event type, key) pairs whose handler fails (DRILL_FAIL_MESSAGES)."""
         self._handlers = subscription.handlers
         self._prefetch = subscription.prefetch
         self._schemas = schemas
         self._unit_of_work = unit_of_work
         self._group_id = group_id
         self._max_attempts = max_attempts
+        self._drill = frozenset(drill_failures)
 
     def process(self, records: Sequence[ConsumedRecord]) -> BatchOutcome:
         """Handles a batch in one transaction.
@@ -137,52 +364,96 @@ class BatchProcessor:
     def _run(self, records: Sequence[ConsumedRecord], *, isolate: bool) -> BatchOutcome:
         outcome = BatchOutcome()
         with self._unit_of_work() as uow:
-            seen = uow.already_handled(
-                header_map(r.headers).get(HEADER_EVENT_ID, "") for r in records
-            )
-            admitted = [
-                (record, envelope)
-                for record in records
-                if (envelope := self._admit(record, uow, seen, outcome)) is not None
-            ]
-            if self._prefetch is not None and admitted:
-                self._prefetch([envelope for _, envelope in admitted], uow)
-            for record, envelope in admitted:
-                self._handle(record, envelope, uow, outcome, isolate)
+            admitted = self._admit_all(records, uow)
+            parking = ParkingLot(uow.session, uow.metadata)
+            blocking = parking.blocking(item.key for item in admitted)
+            batch = _Batch(uow, parking, outcome, isolate, blocking)
+            for item in admitted:
+                self._consume(item, batch)
             uow.commit()
         return outcome
 
-    def _admit(
-        self, record: ConsumedRecord, uow: UnitOfWork, seen: set[str], outcome: BatchOutcome
-    ) -> Envelope | None:
-        """The envelope to handle, or None: skipped, a duplicate, or dead-lettered as poison."""
-        headers = header_map(record.headers)
-        event_type = headers.get(HEADER_EVENT_TYPE, "unknown")
-        if event_type in self._schemas.event_types and event_type not in self._handlers:
-            outcome.count(record, event_type, "skipped")  # routed by header: no decode needed
-            return None
-        event_id = headers.get(HEADER_EVENT_ID, "")
-        if event_id in seen:
-            outcome.count(record, event_type, "duplicate")
-            return None
-        try:
-            envelope = self._envelope(record, headers)
-        except (DecodeError, MissingHeaderError) as error:
-            self._dead_letter(uow, record, error, attempts=1)
-            outcome.count(record, event_type, "dead_lettered")
-            return None
-        seen.add(envelope.event_id)
-        return envelope
+    def _admit_all(self, records: Sequence[ConsumedRecord], uow: UnitOfWork) -> list[_Admitted]:
+        """Sorts out what needs no handling and decodes the rest; prefetches for the batch."""
+        headers = [header_map(record.headers) for record in records]
+        seen = uow.already_handled(h.get(HEADER_EVENT_ID, "") for h in headers)
+        admitted = [self._admit(r, h, seen) for r, h in zip(records, headers, strict=True)]
+        envelopes = [item.envelope for item in admitted if item.envelope is not None]
+        if self._prefetch is not None and envelopes:
+            self._prefetch(envelopes, uow)
+        return admitted
 
-    def _handle(
-        self,
-        record: ConsumedRecord,
-        envelope: Envelope,
-        uow: UnitOfWork,
-        outcome: BatchOutcome,
-        isolate: bool,
-    ) -> None:
+    def _admit(
+        self, record: ConsumedRecord, headers: dict[str, str], seen: Collection[str]
+    ) -> _Admitted:
+        item = _Admitted(
+            record,
+            headers,
+            headers.get(HEADER_EVENT_TYPE, "unknown"),
+            (record.key or b"").decode("utf-8", "replace"),
+            message_id_of(record, headers),
+        )
+        if HEADER_RELEASE_GROUP in headers:
+            # A control record: never decoded, never handled, never dead-lettered.
+            mine = headers[HEADER_RELEASE_GROUP] == self._group_id
+            item.verdict = "release" if mine else "skipped"
+            return item
+        redrive_group = headers.get(HEADER_REDRIVE_GROUP)
+        if redrive_group is not None and redrive_group != self._group_id:
+            item.verdict = "skipped"  # another group's dead letter: this one handled it
+            return item
+        item.redrive = redrive_group is not None
+        if item.event_type in self._schemas.event_types and item.event_type not in self._handlers:
+            item.verdict = "skipped"  # routed by header: no decode needed
+            return item
+        if headers.get(HEADER_EVENT_ID, "") in seen:
+            item.verdict = "duplicate"
+            return item
+        try:
+            item.envelope = self._envelope(record, headers)
+        except (DecodeError, MissingHeaderError) as error:
+            item.error = error  # poison: dead-lettered in its turn, unless it must wait
+        return item
+
+    def _consume(self, item: _Admitted, batch: _Batch) -> None:
+        """One message, in batch order: what came before it may have blocked its key."""
+        if item.verdict == "release":
+            self._purge(item, batch)
+            return
+        if item.verdict != "handle":
+            batch.outcome.count(item.record, item.event_type, item.verdict)
+            return
+        if item.message_id in batch.done:
+            batch.outcome.count(item.record, item.event_type, "duplicate")
+            return
+        blocker = batch.blocking.get(item.key)
+        if blocker is not None and not (item.redrive and item.message_id == blocker):
+            batch.parking.park(item.record, item.key)
+            batch.outcome.count(item.record, item.event_type, "parked")
+            log.info(
+                "parked %s[%d]@%d: key %s waits for dead letter %s",
+                item.record.topic,
+                item.record.partition,
+                item.record.offset,
+                item.key,
+                blocker,
+            )
+            return
+        if item.envelope is None:
+            assert item.error is not None
+            self._dead_letter(batch, item, item.error, attempts=1)
+            batch.outcome.count(item.record, item.event_type, "dead_lettered")
+            return
+        if self._handle(item, item.envelope, batch) and blocker is not None:
+            # The dead letter itself came back and went through: its key flows again.
+            self._release(batch, item.key, blocker, RELEASED)
+
+    def _handle(self, item: _Admitted, envelope: Envelope, batch: _Batch) -> bool:
+        """Runs the handler; False if the message was dead-lettered instead."""
         handler = self._handlers[envelope.event_type]
+        if (envelope.event_type, envelope.key) in self._drill:
+            handler = _fail_for_drill
+        record, uow, outcome = item.record, batch.uow, batch.outcome
         with (
             log_context(
                 event_id=envelope.event_id,
@@ -193,19 +464,22 @@ class BatchProcessor:
             tracing.consuming(record, envelope, self._group_id),  # a no-op when tracing is off
         ):
             started = time.perf_counter()
-            if not isolate:
+            if not batch.isolate:
                 handler(envelope, uow)  # a failure aborts the fast path (see process)
-            elif not self._handle_isolated(handler, envelope, record, uow):
+            elif not self._handle_isolated(handler, item, envelope, batch):
                 outcome.count(record, envelope.event_type, "dead_lettered")
-                return
+                return False
             outcome.observe_duration(envelope.event_type, time.perf_counter() - started)
         uow.mark_handled(envelope)
+        batch.done.add(item.message_id)
         outcome.count(record, envelope.event_type, "ok")
+        return True
 
     def _handle_isolated(
-        self, handler: Handler, envelope: Envelope, record: ConsumedRecord, uow: UnitOfWork
+        self, handler: Handler, item: _Admitted, envelope: Envelope, batch: _Batch
     ) -> bool:
         """Retries the handler in savepoints; returns False once it was dead-lettered."""
+        uow = batch.uow
         for attempt in range(1, self._max_attempts + 1):
             checkpoint = uow.checkpoint()
             savepoint = uow.session.begin_nested()
@@ -219,7 +493,7 @@ class BatchProcessor:
                 uow.rewind(checkpoint)
                 if attempt < self._max_attempts:
                     continue
-                self._dead_letter(uow, record, error, attempts=attempt)
+                self._dead_letter(batch, item, error, attempts=attempt)
                 return False
             except Exception as error:
                 savepoint.rollback()
@@ -228,11 +502,44 @@ class BatchProcessor:
                     metrics.handler_retries.labels(envelope.event_type).inc()
                     continue
                 log.exception("handler failed %d times; dead-lettering", attempt)
-                self._dead_letter(uow, record, error, attempts=attempt)
+                self._dead_letter(batch, item, error, attempts=attempt)
                 return False
             savepoint.commit()
             return True
         return False
+
+    def _purge(self, item: _Admitted, batch: _Batch) -> None:
+        """A release control record of this group: the dead letter is dropped for good."""
+        purged = item.headers.get(HEADER_RELEASE_ID, "")
+        if not item.key or batch.blocking.get(item.key) != purged:
+            # Already released or purged (a repeated purge): nothing waits for it any more.
+            batch.outcome.count(item.record, item.event_type, "skipped")
+            return
+        log.warning("dead letter %s purged; key %s flows again", purged, item.key)
+        self._release(batch, item.key, purged, PURGED)
+        batch.outcome.count(item.record, item.event_type, "ok")
+
+    def _release(self, batch: _Batch, key: str, message_id: str, status: str) -> None:
+        """The dead letter stops blocking `key`: the messages parked behind it are handled
+        now, in arrival order, as if they had just come, until one of them is dead-lettered
+        in turn (it blocks the key again and the rest keep waiting for it)."""
+        batch.parking.settle(message_id, status)
+        del batch.blocking[key]
+        parked = batch.parking.parked(key)
+        if not parked:
+            return
+        admitted = self._admit_all(parked, batch.uow)
+        for item in admitted:
+            if status == PURGED and item.message_id == message_id:
+                item.verdict = "skipped"  # a copy of the purged message goes with it
+        released: list[int] = []
+        for record, item in zip(parked, admitted, strict=True):
+            self._consume(item, batch)
+            released.append(record.id)
+            if key in batch.blocking:
+                break
+        batch.parking.unpark(released)
+        log.info("released %d of %d messages parked behind key %s", len(released), len(parked), key)
 
     def _envelope(self, record: ConsumedRecord, headers: Mapping[str, str]) -> Envelope:
         if record.value is None:
@@ -245,10 +552,14 @@ class BatchProcessor:
         return envelope_from_headers(headers, key, payload)
 
     def _dead_letter(
-        self, uow: UnitOfWork, record: ConsumedRecord, error: BaseException, attempts: int
+        self, batch: _Batch, item: _Admitted, error: BaseException, attempts: int
     ) -> None:
-        """The poison message goes to <topic>.dlq via the outbox, in this same transaction."""
+        """The poison message goes to <topic>.dlq via the outbox, in this same transaction;
+        with a key, it blocks that key for this group until it is redriven or purged."""
+        record, headers = item.record, item.headers
         stack = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        # A redriven message counts on from the attempts of its earlier lives.
+        total = attempts + _count(headers.get(HEADER_ATTEMPTS))
         reason = {
             "dlq.error.type": type(error).__name__,
             "dlq.error.message": str(error)[:1000],
@@ -256,18 +567,28 @@ class BatchProcessor:
             "dlq.source.topic": record.topic,
             "dlq.source.partition": str(record.partition),
             "dlq.source.offset": str(record.offset),
-            "dlq.attempts": str(attempts),
-            "dlq.consumer.group": self._group_id,
+            HEADER_ATTEMPTS: str(total),
+            HEADER_CONSUMER_GROUP: self._group_id,
             "dlq.failed_at": datetime.now(UTC).isoformat(),
+            HEADER_MESSAGE_ID: item.message_id,
         }
+        if HEADER_REDRIVE_ATTEMPT in headers:
+            reason[HEADER_REDRIVE_ATTEMPT] = headers[HEADER_REDRIVE_ATTEMPT]
         original = [(k, v) for k, v in record.headers if not k.startswith("dlq.")]
-        uow.emit_raw(
+        batch.uow.emit_raw(
             dead_letter_topic(record.topic),
-            (record.key or b"").decode("utf-8", "replace"),
+            item.key,
             record.value or b"",
             original + [(k, v.encode()) for k, v in reason.items()],
-            header_map(record.headers).get(HEADER_EVENT_TYPE, "unknown"),
+            item.event_type,
         )
+        batch.done.add(item.message_id)
+        if item.key:
+            described = f"{reason['dlq.error.type']}: {reason['dlq.error.message']}"
+            batch.parking.block(
+                item.message_id, item.key, record, item.event_type, total, described
+            )
+            batch.blocking[item.key] = item.message_id
         log.warning(
             "dead-lettered %s[%d]@%d: %s",
             record.topic,
@@ -369,3 +690,11 @@ class KafkaBatchConsumer:
 def _is_data_error(error: DBAPIError) -> bool:
     """A constraint the message itself violates (poison), as opposed to the database failing."""
     return isinstance(error, IntegrityError)
+
+
+def _count(header: str | None) -> int:
+    """A count from a header; anything else (absent, garbled) counts as none."""
+    try:
+        return max(int(header or 0), 0)
+    except ValueError:
+        return 0

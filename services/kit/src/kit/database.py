@@ -19,6 +19,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     create_engine,
     event,
 )
@@ -30,7 +31,8 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def kit_tables(metadata: MetaData) -> tuple[Table, Table]:
-    """The outbox and inbox tables, defined in a service's own metadata (its own database)."""
+    """The outbox and inbox tables, defined in a service's own metadata (its own database),
+    beside the consumer's dead letters and parked messages (`parking_tables`)."""
     outbox = Table(
         "outbox",
         metadata,
@@ -49,7 +51,48 @@ def kit_tables(metadata: MetaData) -> tuple[Table, Table]:
         Column("event_type", String(100), nullable=False),
         Column("handled_at", UtcDateTime, nullable=False),
     )
+    _define_parking_tables(metadata)
     return outbox, inbox
+
+
+def parking_tables(metadata: MetaData) -> tuple[Table, Table]:
+    """The dead_letters and parked_messages tables `kit_tables` defined in `metadata`."""
+    return metadata.tables["dead_letters"], metadata.tables["parked_messages"]
+
+
+def _define_parking_tables(metadata: MetaData) -> None:
+    # What this consumer group dead-lettered, by message: while a row is `blocking`, later
+    # messages with its key wait in parked_messages, so an order's events keep their order.
+    Table(
+        "dead_letters",
+        metadata,
+        # The event_id header, or "topic:partition:offset" for a message without one.
+        Column("message_id", String(300), primary_key=True),
+        Column("key", String(255), nullable=False, index=True),
+        Column("topic", String(249), nullable=False),
+        Column("partition", Integer, nullable=False),
+        Column("offset", BigInteger, nullable=False),
+        Column("event_type", String(100), nullable=False),
+        Column("status", String(16), nullable=False),  # blocking | released | purged
+        Column("attempts", Integer, nullable=False),  # over every redrive, not just the last
+        Column("error", Text, nullable=False),
+        Column("created_at", UtcDateTime, nullable=False),
+        Column("updated_at", UtcDateTime, nullable=False),
+    )
+    Table(
+        "parked_messages",
+        metadata,
+        Column("id", BigId, primary_key=True, autoincrement=True),  # the arrival order
+        Column("key", String(255), nullable=False, index=True),
+        Column("topic", String(249), nullable=False),
+        Column("partition", Integer, nullable=False),
+        Column("offset", BigInteger, nullable=False),
+        # The record as it was consumed, to be handled later exactly as if it came now.
+        Column("message_key", LargeBinary, nullable=True),
+        Column("value", LargeBinary, nullable=True),
+        Column("headers", JSON, nullable=False),
+        Column("parked_at", UtcDateTime, nullable=False),
+    )
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -8,7 +8,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 
 messages_consumed = Counter(
     "pipeline_messages_consumed_total",
-    "Messages read from Kafka, by outcome: ok, duplicate, skipped or dead_lettered",
+    "Messages read from Kafka, by outcome: ok, duplicate, skipped, dead_lettered or parked",
     ["topic", "event_type", "outcome"],
 )
 handler_seconds = Histogram(
@@ -75,4 +75,12 @@ dlq_messages = Gauge(
     "pipeline_dlq_messages",
     "Messages held in a dead-letter topic (end minus start offsets over its partitions)",
     ["topic"],
+)
+parked_messages = Gauge(
+    "pipeline_parked_messages",
+    "Messages set aside because an earlier message with their key was dead-lettered",
+)
+dead_letters_open = Gauge(
+    "pipeline_dead_letters_open",
+    "Dead letters of this service that still block their key (not redriven or purged)",
 )

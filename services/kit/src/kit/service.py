@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kit import tracing
 from kit.avro_codec import SchemaStore
-from kit.consumer import BatchProcessor, KafkaBatchConsumer, Subscription
+from kit.consumer import BatchProcessor, KafkaBatchConsumer, Subscription, parking_probe
 from kit.database import create_database_engine, writer_lock
 from kit.dlq_watch import watch_dead_letter_topics
 from kit.envelope import Envelope
@@ -123,6 +123,7 @@ class Runtime:
             self.unit_of_work,
             group_id=self.definition.name,
             max_attempts=self.settings.handler_max_attempts,
+            drill_failures=self.settings.drill_failures(),
         )
 
 
@@ -165,9 +166,11 @@ def create_app(runtime: Runtime) -> FastAPI:
         tasks += [
             _supervised(_every(job, runtime), f"job {job.name}") for job in definition.periodic_jobs
         ]
+        # Every service reports its own parked messages and blocking dead letters.
+        parking = PeriodicProbe("dead letters", 5.0, parking_probe(definition.metadata))
         tasks += [
             _supervised(_probe_every(probe, runtime), f"probe {probe.name}")
-            for probe in definition.probes
+            for probe in (*definition.probes, parking)
         ]
         if definition.watches_dead_letters:
             watch = watch_dead_letter_topics(settings.kafka_bootstrap_servers, interval_s=5.0)

@@ -7,13 +7,14 @@ after the commit. Either all three are committed or none is.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import MetaData, Table, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from kit.avro_codec import SchemaStore
@@ -36,7 +37,13 @@ class UnitOfWork:
         on_outbox_commit: Callable[[], None] = lambda: None,
         write_lock: AbstractContextManager[Any] | None = None,
         on_emit_committed: Callable[[Envelope], None] | None = None,
+        write_outbox: bool = True,
+        assign_event_id: Callable[[Envelope], str] | None = None,
     ) -> None:
+        """`write_outbox=False` and `assign_event_id` are for replays (`kit.replay`): staged
+        messages are dropped at commit instead of written, so nothing reaches the relay (the
+        commit callbacks still see them); `assign_event_id` gives each emitted message the id
+        it had when it was first emitted, so a rebuilt read model names the same messages."""
         self._session_factory = session_factory
         self._schemas = schemas
         self._routes = routes
@@ -46,6 +53,8 @@ class UnitOfWork:
         self._on_outbox_commit = on_outbox_commit
         self._write_lock = write_lock or contextlib.nullcontext()
         self._on_emit_committed = on_emit_committed
+        self._write_outbox = write_outbox
+        self._assign_event_id = assign_event_id
         self._outbox_rows: list[dict[str, Any]] = []
         self._inbox_rows: list[dict[str, Any]] = []
         self._after_commit: list[Callable[[], None]] = []
@@ -61,6 +70,11 @@ class UnitOfWork:
     @property
     def service_name(self) -> str:
         return self._service_name
+
+    @property
+    def metadata(self) -> MetaData:
+        """The service's tables, the kit's among them (`kit.database.kit_tables`)."""
+        return self._inbox.metadata
 
     def __enter__(self) -> UnitOfWork:
         self._write_lock.__enter__()
@@ -87,8 +101,12 @@ class UnitOfWork:
 
     # -- emitting -------------------------------------------------------------------------
 
-    def emit(self, envelope: Envelope) -> None:
-        """Stage an event or command; it is encoded now so a bad payload fails its handler."""
+    def emit(self, envelope: Envelope) -> Envelope:
+        """Stage an event or command; it is encoded now so a bad payload fails its handler.
+
+        Returns the envelope as staged: under a replay it may carry another event id."""
+        if self._assign_event_id is not None:
+            envelope = dataclasses.replace(envelope, event_id=self._assign_event_id(envelope))
         topic = self._routes.get(envelope.event_type)
         if topic is None:
             raise UnroutedEventError(
@@ -103,6 +121,7 @@ class UnitOfWork:
         )
         if self._on_emit_committed is not None:
             self.after_commit(functools.partial(self._on_emit_committed, envelope))
+        return envelope
 
     def emit_raw(
         self, topic: str, key: str, value: bytes, headers: Headers, event_type: str
@@ -177,7 +196,7 @@ class UnitOfWork:
         session = self.session
         if self._inbox_rows:
             session.execute(insert(self._inbox), self._inbox_rows)
-        emitted = bool(self._outbox_rows)
+        emitted = bool(self._outbox_rows) and self._write_outbox
         if emitted:
             session.execute(insert(self._outbox), self._outbox_rows)
         session.commit()

@@ -11,6 +11,9 @@ PUBLISHES = {
     "OrderCancelled": EVENTS_TOPIC,
     "ReturnRequested": EVENTS_TOPIC,
     "OrderReturned": EVENTS_TOPIC,
+    # Saga inputs from outside Kafka, recorded so the log alone can rebuild every order.
+    "OrderCancellationRequested": EVENTS_TOPIC,
+    "OrderDeadlinePassed": EVENTS_TOPIC,
     "ReleaseStock": COMMANDS_TOPIC,
     "RefundPayment": COMMANDS_TOPIC,
     "CancelShipment": COMMANDS_TOPIC,

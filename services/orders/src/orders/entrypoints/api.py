@@ -143,6 +143,7 @@ async def create_order(
         payment_token=body.payment_token,
         notes=body.notes,
         client_metadata=dict(body.metadata),
+        sales_channel=body.sales_channel,
         # The request's place in its trace (kit.tracing.TraceRequests): its SERVER span, or
         # with tracing off a span id of its own in the caller's trace.
         traceparent=tracing.current_traceparent() or traceparent,

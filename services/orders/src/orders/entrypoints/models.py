@@ -54,6 +54,12 @@ class OrderIn(StrictModel):
         max_length=20,
         description="The storefront's own references (e.g. its cart id), returned as given",
     )
+    sales_channel: str = Field(
+        default="web",
+        pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+        description="Storefront channel the order came through (web, app, marketplace, pos…); "
+        "passed on in OrderPlaced for the services downstream",
+    )
 
 
 class ReturnIn(StrictModel):

@@ -16,14 +16,13 @@ from orders.domain.returns import (
     validate_return,
     window_open,
 )
-from orders.domain.saga import (
-    CUSTOMER_CANCEL,
-    CUSTOMER_RETURN,
-    Input,
-    OrderStatus,
-    cancel_refusal,
+from orders.domain.saga import CUSTOMER_RETURN, Input, OrderStatus, cancel_refusal
+from orders.handlers.saga import Saga, saga_state
+from orders.handlers.saga_inputs import (
+    customer_return_arrival,
+    feed_cancellation_request,
+    record_cancellation_request,
 )
-from orders.handlers.saga import Arrival, Saga, saga_state
 
 
 class OrderNotFoundError(LookupError):
@@ -54,7 +53,8 @@ def request_cancellation(uow: UnitOfWork, saga: Saga, client_id: str, order_id: 
             "The order has been dispatched and can no longer be cancelled. Once it is "
             f"delivered, request a return: POST /v1/orders/{order_id}/returns.",
         )
-    saga.advance(uow, order, Input(CUSTOMER_CANCEL), Arrival.internal(CUSTOMER_CANCEL, "customer"))
+    request = record_cancellation_request(uow, order)
+    feed_cancellation_request(uow, saga, order, request)
 
 
 def request_return(
@@ -91,18 +91,32 @@ def request_return(
     ]
     ordered = [OrderedLine(line.sku, line.quantity, line.unit_price) for line in order.lines]
     accepted = validate_return(ordered, came_back, lines)
-    return_id = str(uuid.uuid4())
+    order_return = open_return(uow, saga, order, str(uuid.uuid4()), accepted, reason, now)
+    uow.after_commit(metrics.orders_return_requests.inc)
+    return order_return
+
+
+def open_return(
+    uow: UnitOfWork,
+    saga: Saga,
+    order: Order,
+    return_id: str,
+    lines: Sequence[ReturnLine],
+    reason: str,
+    now: datetime,
+) -> OrderReturn:
+    """An accepted return becomes the order's active one and goes to the saga (which emits
+    ReturnRequested); a replay opens the recorded ReturnRequested's return the same way."""
     order_return = OrderReturn(
         return_id=return_id,
         status="requested",
         reason=reason,
-        lines=[{"sku": line.sku, "quantity": line.quantity} for line in accepted],
+        lines=[{"sku": line.sku, "quantity": line.quantity} for line in lines],
         refund_id=refund_id_for_return(return_id),
         requested_at=now,
     )
     order.returns.append(order_return)
-    uow.after_commit(metrics.orders_return_requests.inc)
     order.active_return_id = return_id
-    arrival = Arrival.internal(CUSTOMER_RETURN, "customer")
+    arrival = customer_return_arrival(return_id, now)
     saga.advance(uow, order, Input(CUSTOMER_RETURN, reference=return_id), arrival)
     return order_return

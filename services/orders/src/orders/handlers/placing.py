@@ -35,6 +35,7 @@ class PlaceOrder:
     notes: str | None = None
     client_metadata: dict[str, str] = field(default_factory=dict)
     traceparent: str | None = None
+    sales_channel: str = "web"  # not stored on the order: it travels in OrderPlaced (v2) only
 
 
 def place_order(
@@ -91,7 +92,7 @@ def place_order(
     traceparent = command.traceparent if trace_id_of(command.traceparent) else None
     envelope = uow.new_event(
         "OrderPlaced",
-        order_placed_payload(order, command.payment_token),
+        order_placed_payload(order, command.payment_token, command.sales_channel),
         key=order.order_id,
         correlation_id=order.order_id,
         trace_id=trace_id_of(traceparent),
@@ -126,7 +127,7 @@ def _log_placed(envelope: Envelope, summary: str) -> None:
         log.info("order %s placed: %s", envelope.correlation_id, summary)
 
 
-def order_placed_payload(order: Order, payment_token: str) -> dict[str, Any]:
+def order_placed_payload(order: Order, payment_token: str, sales_channel: str) -> dict[str, Any]:
     address = order.shipping_address
     return {
         "order_id": order.order_id,
@@ -157,4 +158,5 @@ def order_placed_payload(order: Order, payment_token: str) -> dict[str, Any]:
         },
         "payment_token": payment_token,
         "placed_at": order.placed_at,
+        "sales_channel": sales_channel,
     }

@@ -8,7 +8,6 @@ order's inputs are applied one at a time whatever their source.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,10 +46,6 @@ class Arrival:
     event_type: str
     source: str
     occurred_at: datetime
-
-    @classmethod
-    def internal(cls, event_type: str, source: str) -> Arrival:
-        return cls(str(uuid.uuid4()), event_type, source, datetime.now(UTC))
 
 
 def saga_state(order: Order) -> SagaState:
@@ -226,7 +221,7 @@ class Saga:
                 correlation_id=order.order_id,
                 trace_id=order.trace_id,
             )
-        uow.emit(message)
+        message = uow.emit(message)  # a replay gives it the id it had first
         if message_type == "OrderReturned":
             order.active_return_id = None
         arrival = Arrival(message.event_id, message_type, uow.service_name, now)

@@ -14,8 +14,9 @@ from sqlalchemy.orm import InstrumentedAttribute
 from kit.unit_of_work import UnitOfWork
 from orders import metrics
 from orders.adapters.tables import Order
-from orders.domain.saga import DEADLINE_OF, DEADLINE_PASSED, Input, OrderStatus
-from orders.handlers.saga import Arrival, Saga
+from orders.domain.saga import DEADLINE_OF, OrderStatus
+from orders.handlers.saga import Saga
+from orders.handlers.saga_inputs import feed_deadline, record_deadline
 
 
 class SagaTimers:
@@ -30,8 +31,8 @@ class SagaTimers:
         for order in overdue:
             step = DEADLINE_OF.get(OrderStatus(order.status))
             uow.after_commit(metrics.saga_deadlines.labels(step or "none").inc)
-            arrival = Arrival.internal(DEADLINE_PASSED, uow.service_name)
-            self._saga.advance(uow, order, Input(DEADLINE_PASSED), arrival)
+            passed = record_deadline(uow, order, step or "")
+            feed_deadline(uow, self._saga, order, passed)
         unacknowledged = self._due(uow, Order.retry_at, now)
         for order in unacknowledged:
             self._saga.resend_unacknowledged(uow, order, now)

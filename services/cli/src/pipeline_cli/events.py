@@ -31,7 +31,7 @@ from pipeline_cli.kafka_io import (
     RawRecord,
     decode_record,
     is_about_order,
-    parse_position,
+    position_option,
     produce,
     progress_bar,
     read_range,
@@ -197,15 +197,6 @@ def format_of(path: Path, chosen: DumpFormat | None) -> DumpFormat:
     return DumpFormat.AVRO if path.suffix.lower() == ".avro" else DumpFormat.JSONL
 
 
-def _position(text: str | None, default: Position, option: str) -> Position:
-    if text is None:
-        return default
-    try:
-        return parse_position(text)
-    except ValueError as error:
-        raise typer.BadParameter(str(error), param_hint=option) from None
-
-
 # ---------------------------------------------------------------------------------- tail
 
 
@@ -249,7 +240,7 @@ def tail(
 
         pipeline events tail inventory.events --from 15m --limit 20
     """
-    starts_at = _position(start, Edge.END if follow else Edge.BEGINNING, "--from")
+    starts_at = position_option(start, Edge.END if follow else Edge.BEGINNING, "--from")
     wanted = set(event_type or ())
     with reported_errors():
         asyncio.run(_tail(topic, starts_at, follow, wanted, order, limit))
@@ -320,8 +311,8 @@ def dump(
         pipeline events dump payments.events --out payments.avro \\
             --from 2025-03-01T00:00Z --to 2025-03-02T00:00Z
     """
-    range_start = _position(start, Edge.BEGINNING, "--from")
-    range_stop = _position(stop, Edge.END, "--to")
+    range_start = position_option(start, Edge.BEGINNING, "--from")
+    range_stop = position_option(stop, Edge.END, "--to")
     chosen = format_of(out, file_format)
     with reported_errors():
         count = asyncio.run(_dump(topic, range_start, range_stop, out, chosen))

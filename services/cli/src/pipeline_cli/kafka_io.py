@@ -105,6 +105,16 @@ def parse_position(text: str, now: datetime | None = None) -> Position:
     return moment if moment.tzinfo is not None else moment.astimezone()
 
 
+def position_option(text: str | None, default: Position, option: str) -> Position:
+    """A `--from`/`--to` option's value, `default` when not given; a bad one is a usage error."""
+    if text is None:
+        return default
+    try:
+        return parse_position(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint=option) from None
+
+
 @dataclass(frozen=True)
 class Bounds:
     """Each partition's first offset and the offset its next record will get, when read."""

@@ -44,7 +44,7 @@ from pipeline_cli.kafka_io import (
     Edge,
     KafkaSettings,
     Position,
-    parse_position,
+    position_option,
     progress_bar,
     read_range,
     reported_errors,
@@ -258,8 +258,8 @@ def _orders(url: str, order_ids: Collection[str] | None) -> dict[str, OrderView]
 
 
 def _read(topics: Sequence[str], start: str | None, stop: str | None) -> list[ReplayRecord]:
-    first = _position(start, Edge.BEGINNING, "--from")
-    last = _position(stop, Edge.END, "--to")
+    first = position_option(start, Edge.BEGINNING, "--from")
+    last = position_option(stop, Edge.END, "--to")
     return asyncio.run(_read_range(topics, first, last))
 
 
@@ -300,15 +300,6 @@ def _replay(
             batch_size=batch,
             on_batch=lambda n: progress.advance(task, n),
         )
-
-
-def _position(text: str | None, default: Position, option: str) -> Position:
-    if text is None:
-        return default
-    try:
-        return parse_position(text)
-    except ValueError as error:
-        raise typer.BadParameter(str(error), param_hint=option) from None
 
 
 @contextlib.contextmanager

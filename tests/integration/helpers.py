@@ -376,6 +376,8 @@ async def read_topic(bootstrap: str, topic: str) -> list[Any]:
 def decoded_events(records: Iterable[Any]) -> list[tuple[str, dict[str, Any], dict[str, str]]]:
     events = []
     for record in records:
+        if record.value is None:  # a dead-letter release record (`pipeline dlq purge`)
+            continue
         try:
             event_type, payload = SCHEMAS.decode(record.value)
         except ValueError:

@@ -18,10 +18,15 @@ if [ ! -s .run/dev-api-key ]; then
     | python -c 'import json, sys; print(json.load(sys.stdin)["key"])' > .run/dev-api-key
 fi
 API_KEY="$(cat .run/dev-api-key)"
-if command -v prometheus >/dev/null; then
-  PROMETHEUS_URL="http://127.0.0.1:9090  (rules and alerts from deploy/prometheus/)"
-else
+PROMETHEUS_STARTS=no
+if ! command -v prometheus >/dev/null; then
   PROMETHEUS_URL="not installed: 'sudo apt-get install prometheus', then make run again"
+elif (exec 3<>/dev/tcp/127.0.0.1/9090) 2>/dev/null; then
+  PROMETHEUS_URL="NOT started: :9090 is taken (the system's Prometheus? 'sudo systemctl stop prometheus',
+                   or add the jobs of deploy/prometheus/prometheus.yml to it)"
+else
+  PROMETHEUS_STARTS=yes
+  PROMETHEUS_URL="http://127.0.0.1:9090  (rules and alerts from deploy/prometheus/)"
 fi
 
 cat <<INFO
@@ -39,9 +44,10 @@ cat <<INFO
   Try it:  make demo   (in another terminal), or the curl in README.md. Ctrl-C stops everything.
 
 INFO
-# Every Procfile entry, but Prometheus only where it is installed (`make run` tries to).
+# Every Procfile entry, but our Prometheus only where it is installed (`make run` tries to)
+# and :9090 is free (apt-get may have started the system's own Prometheus there).
 processes="$(grep -oE '^[a-z]+' deploy/Procfile | tr '\n' ' ')"
-if ! command -v prometheus >/dev/null; then
+if [ "$PROMETHEUS_STARTS" != yes ]; then
   processes="${processes/prometheus /}"
 fi
 honcho start -f deploy/Procfile -d . $processes

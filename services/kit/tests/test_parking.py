@@ -222,6 +222,27 @@ def test_a_redriven_dead_letter_goes_through_and_the_parked_messages_follow_in_o
     assert consumer.consume(consumer.record(fresh)).handled == 1  # the key flows again
 
 
+def test_a_redriven_dead_letter_of_a_type_no_longer_handled_releases_its_key(
+    db: SampleDatabase,
+) -> None:
+    failing = Consumer(db)
+    poison, waiting = order_completed("o-4"), order_completed("o-4")
+    failing.failing.add("o-4")
+    failing.consume(failing.record(poison), failing.record(waiting))
+    [dead] = failing.dead_letters()
+
+    # The fix was to stop handling OrderCompleted here: the redrive needs no handling, and
+    # must not leave o-4 blocked behind a dead letter nobody can act on any more.
+    fixed = Consumer(db)
+    fixed.processor = BatchProcessor(
+        Subscription(("orders.events",), {}), SCHEMAS, db.unit_of_work, GROUP, max_attempts=3
+    )
+    outcome = fixed.consume(redrive_of(dead))
+    assert outcome.skipped >= 1
+    assert failing.dead_letter_rows()[poison.event_id][1] == "released"
+    assert failing.parked() == []
+
+
 def test_a_redrive_that_fails_again_is_dead_lettered_again_counting_every_attempt(
     consumer: Consumer,
 ) -> None:

@@ -31,6 +31,7 @@ from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from kit.avro_codec import SchemaStore
 from kit.consumer import (
+    DEAD_LETTER_SUFFIX,
     HEADER_ATTEMPTS,
     HEADER_CONSUMER_GROUP,
     HEADER_MESSAGE_ID,
@@ -40,7 +41,6 @@ from kit.consumer import (
     HEADER_RELEASE_ID,
     RELEASE_EVENT_TYPE,
 )
-from kit.dlq_watch import DLQ_SUFFIX
 from kit.envelope import HEADER_EVENT_ID, HEADER_EVENT_TYPE
 from pipeline_cli.kafka_io import (
     CLIENT_ID,
@@ -115,7 +115,9 @@ class DeadLetter:
 
     @property
     def source_topic(self) -> str:
-        return self.headers.get("dlq.source.topic") or self.record.topic.removesuffix(DLQ_SUFFIX)
+        return self.headers.get("dlq.source.topic") or self.record.topic.removesuffix(
+            DEAD_LETTER_SUFFIX
+        )
 
     @property
     def group(self) -> str:
@@ -193,14 +195,14 @@ def parse_id(text: str) -> tuple[str, int, int]:
     """`payments.events.dlq:0:3` → ("payments.events.dlq", 0, 3)."""
     topic, _, rest = text.strip().partition(":")
     partition, _, offset = rest.partition(":")
-    if not (topic.endswith(DLQ_SUFFIX) and partition.isdigit() and offset.isdigit()):
+    if not (topic.endswith(DEAD_LETTER_SUFFIX) and partition.isdigit() and offset.isdigit()):
         raise ValueError(f"{text!r} is not a dead letter id (<topic>.dlq:<partition>:<offset>)")
     return topic, int(partition), int(offset)
 
 
 def dlq_topic(name: str) -> str:
     """A dead-letter topic, named as itself or by its source topic."""
-    return name if name.endswith(DLQ_SUFFIX) else name + DLQ_SUFFIX
+    return name if name.endswith(DEAD_LETTER_SUFFIX) else name + DEAD_LETTER_SUFFIX
 
 
 # ---------------------------------------------------------------------- what gets written
@@ -310,7 +312,7 @@ async def read_dead_letters(bootstrap_servers: str, topics: Sequence[str] = ()) 
     they had when the read began, without joining a consumer group."""
     async with TopicReader(bootstrap_servers) as reader:
         names = list(topics) or sorted(
-            t for t in await reader.consumer.topics() if t.endswith(DLQ_SUFFIX)
+            t for t in await reader.consumer.topics() if t.endswith(DEAD_LETTER_SUFFIX)
         )
         if not names:
             return Snapshot([], {})

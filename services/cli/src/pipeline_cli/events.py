@@ -57,7 +57,7 @@ DUMP_SCHEMA: dict[str, Any] = {
         {
             "name": "timestamp_ms",
             "type": "long",
-            "doc": "The record's timestamp (ms since the epoch); `load` sends it unchanged",
+            "doc": "The record's timestamp (ms since the epoch); `load` sends it along",
         },
         {"name": "key", "type": ["null", "bytes"], "doc": "The key (the order id), raw"},
         {"name": "value", "type": ["null", "bytes"], "doc": "The value (Avro single-object)"},
@@ -362,12 +362,14 @@ def load(
 
     Same key, headers, value and original timestamp, to their own topic or
     to --topic (which must exist); an idempotent producer with acks=all.
-    Either dump format: it is recognised by its content.
+    Either dump format: it is recognised by its content. The pipeline's own
+    topics are stamped by the broker on append (LogAppendTime): there the
+    records get the time of the load instead; a topic created with the
+    default CreateTime keeps the original timestamps.
 
     Loading into a live topic makes the services handle those events: each
     service's inbox drops exact duplicates by event id and acts on anything
-    else. On a topic with a retention time, records whose timestamp is older
-    than that are deleted soon after.
+    else.
 
     Examples:
 

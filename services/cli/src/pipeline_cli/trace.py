@@ -33,9 +33,8 @@ import inventory.contracts
 import notifications.contracts
 import orders.contracts
 import payments.contracts
-from kit.consumer import HEADER_CONSUMER_GROUP, dead_letter_topic
+from kit.consumer import DEAD_LETTER_SUFFIX, HEADER_CONSUMER_GROUP, dead_letter_topic
 from kit.database import create_database_engine
-from kit.dlq_watch import DLQ_SUFFIX
 from kit.envelope import HEADER_EVENT_ID, HEADER_PRODUCER
 from orders.adapters.tables import TimelineEntry
 from orders.domain.saga import INFORMATIONAL
@@ -70,7 +69,7 @@ def topics_to_read(chosen: Sequence[str] | None, *, include_dlq: bool = False) -
     their contracts); with their dead-letter topics if asked."""
     topics = list(chosen or sorted({t for c in CONTRACTS for t in c.PUBLISHES.values()}))
     if include_dlq:
-        topics += [dead_letter_topic(t) for t in topics if not t.endswith(DLQ_SUFFIX)]
+        topics += [dead_letter_topic(t) for t in topics if not t.endswith(DEAD_LETTER_SUFFIX)]
     return list(dict.fromkeys(topics))
 
 

@@ -94,8 +94,11 @@ class Subscription:
     prefetch: Callable[[Sequence[Envelope], UnitOfWork], None] | None = None
 
 
+DEAD_LETTER_SUFFIX = ".dlq"
+
+
 def dead_letter_topic(topic: str) -> str:
-    return f"{topic}.dlq"
+    return topic + DEAD_LETTER_SUFFIX
 
 
 def message_id_of(record: ConsumedRecord, headers: Mapping[str, str]) -> str:
@@ -420,11 +423,13 @@ class BatchProcessor:
         if item.verdict == "release":
             self._purge(item, batch)
             return
-        if item.verdict != "handle":
-            batch.outcome.count(item.record, item.event_type, item.verdict)
-            return
-        if item.message_id in batch.done:
-            batch.outcome.count(item.record, item.event_type, "duplicate")
+        if item.verdict != "handle" or item.message_id in batch.done:
+            verdict = "duplicate" if item.verdict == "handle" else item.verdict
+            batch.outcome.count(item.record, item.event_type, verdict)
+            if item.redrive and batch.blocking.get(item.key) == item.message_id:
+                # The dead letter came back and needs no handling here (handled meanwhile,
+                # or of a type this service no longer handles): its key flows again.
+                self._release(batch, item.key, item.message_id, RELEASED)
             return
         blocker = batch.blocking.get(item.key)
         if blocker is not None and not (item.redrive and item.message_id == blocker):

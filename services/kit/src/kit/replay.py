@@ -253,8 +253,10 @@ def replay(
                     assign_event_id=replayable.assign_event_id,
                 )
 
+            # As the live group: the redrives and releases on the topics name it, and the
+            # replay must settle its dead letters the way the live consumer did.
             processor = BatchProcessor(
-                replayable.feeds, schemas, unit_of_work, group_id=f"{definition.name}.replay"
+                replayable.feeds, schemas, unit_of_work, group_id=definition.name
             )
             for batch in _batches(records, batch_size):
                 report.add(processor.process(batch))

@@ -272,8 +272,10 @@ def fastapi_telemetry() -> TelemetryConfig:
     installed; with tracing off it does nothing. Only the request span: the rest is elsewhere
     or too dear for the gateway's hot path."""
     return {
-        "tracer_provider": _state.provider,  # None: the global one, a no-op unless configured
-        "tracing": True,
+        "tracer_provider": _state.provider,
+        # Off unless configure_tracing installed a provider: even no-op spans cost the
+        # gateway a wrapper, attributes and a context switch per request.
+        "tracing": _state.provider is not None,
         "operation_spans": False,  # a span per dependency and serialization, every request
         "metrics": False,  # Prometheus has them (kit.http_metrics)
         "logs": False,  # the JSON log lines are the logs

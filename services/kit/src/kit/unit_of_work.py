@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -19,6 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kit.avro_codec import SchemaStore
 from kit.envelope import Envelope, Headers, new_traceparent
+
+log = logging.getLogger(__name__)
 
 
 class UnroutedEventError(LookupError):
@@ -206,4 +209,7 @@ class UnitOfWork:
             self._on_outbox_commit()
         callbacks, self._after_commit = self._after_commit, []
         for callback in callbacks:
-            callback()
+            try:
+                callback()
+            except Exception:  # the commit stands: a metric must never turn it into a failure
+                log.exception("after-commit callback failed")

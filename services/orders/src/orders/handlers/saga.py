@@ -25,6 +25,7 @@ from orders.domain.saga import (
     ACKNOWLEDGED_BY,
     COMMAND_FOR,
     INFORMATIONAL,
+    TERMINAL,
     Decision,
     Input,
     OrderStatus,
@@ -228,10 +229,18 @@ class Saga:
         _record(uow, order, arrival, None, note)
 
 
+# Where an order comes to rest, or starts being undone, is worth a line at INFO; the steps
+# in between are DEBUG: at the throughput this is built for, a line per step is a cost.
+_NOTABLE = frozenset({*TERMINAL, OrderStatus.COMPENSATING})
+
+
 def _log_transition(order: Order, left: OrderStatus) -> None:
+    level = logging.INFO if order.status in _NOTABLE else logging.DEBUG
+    if not log.isEnabledFor(level):
+        return
     # Customer requests and timers get here outside any message: name the order ourselves.
     with log_context(correlation_id=order.order_id, trace_id=order.trace_id):
-        log.info("order %s %s -> %s", order.order_id, left, order.status)
+        log.log(level, "order %s %s -> %s", order.order_id, left, order.status)
 
 
 def _count_transition(uow: UnitOfWork, order: Order, left: OrderStatus, now: datetime) -> None:

@@ -30,10 +30,11 @@ from inventory.settings import InventorySettings
 from kit.avro_codec import HEADER_LENGTH, SchemaStore
 from kit.consumer import HEADER_CONSUMER_GROUP, HEADER_REDRIVE_GROUP
 from kit.envelope import Envelope
+from kit.records import StoredRecord
 from kit.settings import REPO_ROOT
 from kit.testing import service_harness
 from kit.testing.orders import order_body
-from kit.testing.service_harness import Record, ServiceHarness
+from kit.testing.service_harness import ServiceHarness
 from orders.adapters.tables import CatalogItem
 from orders.domain.pricing import RequestedLine, ShippingPolicy
 from orders.entrypoints.models import OrderIn
@@ -160,7 +161,7 @@ class Inventory(ServiceHarness):
         settings = InventorySettings(database_url=database_url, schemas_dir=schemas_dir)
         super().__init__(settings, inventory_definition(settings))
 
-    def consume(self, *records: Record) -> tuple[int, int]:
+    def consume(self, *records: StoredRecord) -> tuple[int, int]:
         """(handled, dead-lettered) of one batch from orders.events."""
         outcome = self.runtime.batch_processor().process(records)
         return outcome.handled, outcome.dead_lettered
@@ -186,7 +187,7 @@ def mugs(database_url: str) -> str:
     return database_url
 
 
-def order_placed_record(payload: dict[str, Any], store: SchemaStore, offset: int) -> Record:
+def order_placed_record(payload: dict[str, Any], store: SchemaStore, offset: int) -> StoredRecord:
     envelope = Envelope("OrderPlaced", payload["order_id"], payload, payload["order_id"])
     return service_harness.record_of(envelope, store, "orders.events", offset)
 
@@ -237,7 +238,7 @@ def test_a_consumer_without_the_v2_file_dead_letters_v2_and_handles_it_after_dep
     # group that failed on it (as `pipeline dlq redrive` does).
     headers = [(k, v.encode()) for k, v in dead.headers]
     redrive = [*headers, (HEADER_REDRIVE_GROUP, reason[HEADER_CONSUMER_GROUP].encode())]
-    redriven = Record("orders.events", 0, 3, dead.message_key.encode(), dead.value, redrive)
+    redriven = StoredRecord("orders.events", 0, 3, dead.message_key.encode(), dead.value, redrive)
 
     assert inventory.consume(redriven) == (1, 0)
     assert inventory.decided() == {"o-old": "reserved", "o-new": "reserved"}

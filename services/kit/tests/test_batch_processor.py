@@ -19,12 +19,12 @@ from sqlalchemy.exc import OperationalError
 
 from kit.consumer import BatchProcessor, Subscription
 from kit.envelope import Envelope, header_map
+from kit.records import StoredRecord
 from kit.testing import service_harness
-from kit.testing.service_harness import Record
 from kit.unit_of_work import UnitOfWork
 
 
-def record_of(envelope: Envelope, offset: int = 0) -> Record:
+def record_of(envelope: Envelope, offset: int = 0) -> StoredRecord:
     return service_harness.record_of(envelope, SCHEMAS, "orders.events", offset)
 
 
@@ -72,7 +72,7 @@ def test_a_redelivered_event_changes_nothing(db: SampleDatabase) -> None:
 
 def test_garbage_goes_to_the_dead_letter_topic_and_the_batch_carries_on(db: SampleDatabase) -> None:
     good = record_of(order_completed("o-2"), offset=8)
-    garbage = Record(
+    garbage = StoredRecord(
         "orders.events",
         3,
         7,
@@ -131,7 +131,7 @@ def test_a_handler_that_succeeds_on_retry_is_applied_once(db: SampleDatabase) ->
 
 
 def test_event_types_the_service_ignores_are_skipped_without_decoding(db: SampleDatabase) -> None:
-    other = Record(
+    other = StoredRecord(
         "orders.events",
         0,
         1,
@@ -146,7 +146,9 @@ def test_event_types_the_service_ignores_are_skipped_without_decoding(db: Sample
 
 def test_a_message_without_headers_is_dead_lettered(db: SampleDatabase) -> None:
     envelope = order_completed("o-6")
-    bare = Record("orders.events", 0, 2, b"o-6", SCHEMAS.encode("OrderCompleted", envelope.payload))
+    bare = StoredRecord(
+        "orders.events", 0, 2, b"o-6", SCHEMAS.encode("OrderCompleted", envelope.payload)
+    )
     outcome = processor(db).process([bare])
     assert outcome.dead_lettered == 1
     with db.engine.connect() as connection:

@@ -35,8 +35,8 @@ from kit.consumer import (
 )
 from kit.database import parking_tables
 from kit.envelope import Envelope
+from kit.records import StoredRecord
 from kit.testing import service_harness
-from kit.testing.service_harness import Record
 from kit.unit_of_work import UnitOfWork
 
 GROUP = "sample"
@@ -63,11 +63,11 @@ class Consumer:
             raise RuntimeError(f"bug for {envelope.key}")
         uow.after_commit(partial(self.applied.append, envelope.event_id))
 
-    def record(self, envelope: Envelope, topic: str = "orders.events") -> Record:
+    def record(self, envelope: Envelope, topic: str = "orders.events") -> StoredRecord:
         self._offset += 1
         return service_harness.record_of(envelope, SCHEMAS, topic, self._offset)
 
-    def consume(self, *records: Record) -> Any:
+    def consume(self, *records: StoredRecord) -> Any:
         return self.processor.process(records)
 
     def dead_letters(self) -> list[DeadLetter]:
@@ -113,7 +113,7 @@ class DeadLetter:
         return self.headers[HEADER_MESSAGE_ID]
 
 
-def redrive_of(dead: DeadLetter, group: str = GROUP) -> Record:
+def redrive_of(dead: DeadLetter, group: str = GROUP) -> StoredRecord:
     """What `pipeline dlq redrive` sends back to the source topic for a dead letter."""
     original = [(k, v.encode()) for k, v in dead.headers.items() if not k.startswith("dlq.")]
     previous = int(dead.headers.get(HEADER_REDRIVE_ATTEMPT, "0"))
@@ -125,17 +125,17 @@ def redrive_of(dead: DeadLetter, group: str = GROUP) -> Record:
         (HEADER_ATTEMPTS, dead.headers[HEADER_ATTEMPTS].encode()),
     ]
     source = dead.headers["dlq.source.topic"]
-    return Record(source, 0, 1000 + previous, dead.key.encode(), dead.value, headers)
+    return StoredRecord(source, 0, 1000 + previous, dead.key.encode(), dead.value, headers)
 
 
-def release_of(dead: DeadLetter, group: str = GROUP) -> Record:
+def release_of(dead: DeadLetter, group: str = GROUP) -> StoredRecord:
     """The control record `pipeline dlq purge` sends: no value, only what it releases."""
     headers = [
         ("event_type", RELEASE_EVENT_TYPE.encode()),
         (HEADER_RELEASE_GROUP, group.encode()),
         (HEADER_RELEASE_ID, dead.message_id.encode()),
     ]
-    return Record(dead.headers["dlq.source.topic"], 0, 2000, dead.key.encode(), b"", headers)
+    return StoredRecord(dead.headers["dlq.source.topic"], 0, 2000, dead.key.encode(), b"", headers)
 
 
 @pytest.fixture
@@ -354,7 +354,7 @@ def test_a_parked_message_that_fails_after_the_release_blocks_the_key_again(
 def test_undecodable_bytes_with_a_key_block_it_like_a_failing_handler(
     consumer: Consumer,
 ) -> None:
-    garbage = Record(
+    garbage = StoredRecord(
         "orders.events",
         0,
         1,
@@ -369,7 +369,9 @@ def test_undecodable_bytes_with_a_key_block_it_like_a_failing_handler(
 
 
 def test_a_message_without_a_key_is_dead_lettered_and_blocks_nothing(consumer: Consumer) -> None:
-    keyless = Record("orders.events", 2, 5, None, b"junk", [("event_type", b"OrderCompleted")])
+    keyless = StoredRecord(
+        "orders.events", 2, 5, None, b"junk", [("event_type", b"OrderCompleted")]
+    )
     outcome = consumer.consume(keyless)
     assert outcome.dead_lettered == 1
     [dead] = consumer.dead_letters()

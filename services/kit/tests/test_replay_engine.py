@@ -23,7 +23,8 @@ from sqlalchemy import func, inspect, select
 from kit.consumer import Subscription
 from kit.database import create_database_engine
 from kit.envelope import Envelope, header_map
-from kit.replay import Replayable, ReplayRecord, TableChanges, in_production_order, replay
+from kit.records import StoredRecord
+from kit.replay import Replayable, TableChanges, in_production_order, replay
 from kit.service import ServiceDefinition
 
 SAMPLE = Replayable(
@@ -38,15 +39,15 @@ SAMPLE = Replayable(
 
 def recorded(
     envelope: Envelope, offset: int, timestamp: int = 0, partition: int = 0
-) -> ReplayRecord:
-    return ReplayRecord(
+) -> StoredRecord:
+    return StoredRecord(
         "orders.events",
         partition,
         offset,
-        timestamp or 1000 + offset,
         envelope.key.encode(),
         SCHEMAS.encode(envelope.event_type, envelope.payload),
         tuple(envelope.headers()),
+        timestamp=timestamp or 1000 + offset,
     )
 
 

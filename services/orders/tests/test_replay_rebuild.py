@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from kit.database import create_database_engine
 from kit.envelope import Envelope
-from kit.replay import ReplayRecord, replay
+from kit.records import StoredRecord
+from kit.replay import replay
 from kit.testing.servers import create_postgres_database
 from kit.testing.service_harness import ServiceHarness, event
 from orders.adapters.tables import CatalogItem, Order, TimelineEntry
@@ -47,7 +48,7 @@ class LiveOrders(ServiceHarness):
         self.settings = OrdersSettings(database_url=database_url, **settings)
         super().__init__(self.settings, definition(self.settings))
         self.saga = Saga(self.settings)
-        self.log: list[ReplayRecord] = []
+        self.log: list[StoredRecord] = []
         self._ticks = itertools.count(1_000)
         self._offsets = Counter[str]()
         self.run(
@@ -66,7 +67,9 @@ class LiveOrders(ServiceHarness):
     def _append(self, topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]]) -> None:
         offset, self._offsets[topic] = self._offsets[topic], self._offsets[topic] + 1
         self.log.append(
-            ReplayRecord(topic, 0, offset, next(self._ticks), key.encode(), value, headers)
+            StoredRecord(
+                topic, 0, offset, key.encode(), value, headers, timestamp=next(self._ticks)
+            )
         )
 
     def relay(self) -> None:

@@ -32,7 +32,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from kit.database import create_database_engine
-from kit.replay import DEFAULT_BATCH, Replayable, ReplayRecord, ReplayReport, replay
+from kit.records import StoredRecord
+from kit.replay import DEFAULT_BATCH, Replayable, ReplayReport, replay
 from notifications.replay import SuppressedChannel
 from notifications.replay import replayable as notifications_replayable
 from orders.replay import TOPICS as ORDERS_TOPICS
@@ -257,14 +258,14 @@ def _orders(url: str, order_ids: Collection[str] | None) -> dict[str, OrderView]
 # ------------------------------------------------------------------------------- plumbing
 
 
-def _read(topics: Sequence[str], start: str | None, stop: str | None) -> list[ReplayRecord]:
+def _read(topics: Sequence[str], start: str | None, stop: str | None) -> list[StoredRecord]:
     first = position_option(start, Edge.BEGINNING, "--from")
     last = position_option(stop, Edge.END, "--to")
     return asyncio.run(_read_range(topics, first, last))
 
 
-async def _read_range(topics: Sequence[str], start: Position, stop: Position) -> list[ReplayRecord]:
-    records: list[ReplayRecord] = []
+async def _read_range(topics: Sequence[str], start: Position, stop: Position) -> list[StoredRecord]:
+    records: list[StoredRecord] = []
     with progress_bar() as progress:
         task = progress.add_task(f"reading {', '.join(topics)}", total=None)
         async for record in read_range(
@@ -274,14 +275,14 @@ async def _read_range(topics: Sequence[str], start: Position, stop: Position) ->
             stop,
             on_range=lambda total: progress.update(task, total=total),
         ):
-            records.append(ReplayRecord.of(record))
+            records.append(StoredRecord.of(record))
             progress.advance(task)
     return records
 
 
 def _replay(
     replayable: Replayable,
-    records: list[ReplayRecord],
+    records: list[StoredRecord],
     into: str,
     dry_run: bool,
     emit: bool,

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+
+def major_units(minor: int) -> float:
+    """Money in metrics is in the currency's major unit (euros, not cents): every currency
+    the catalog prices in has two decimals."""
+    return minor / 100
+
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 messages_consumed = Counter(

@@ -24,7 +24,7 @@ import contextlib
 import heapq
 import itertools
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,43 +35,18 @@ from kit.avro_codec import SchemaStore
 from kit.consumer import BatchOutcome, BatchProcessor, Subscription
 from kit.database import create_database_engine
 from kit.envelope import Envelope
+from kit.records import StoredRecord
 from kit.service import ServiceDefinition
 from kit.unit_of_work import UnitOfWork
 
 DEFAULT_BATCH = 500
 
 
-@dataclass(frozen=True, slots=True)
-class ReplayRecord:
-    """A record as read from Kafka (a `kit.consumer.ConsumedRecord` with its timestamp)."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int  # ms since the epoch, as the producer stamped it
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]] = ()
-
-    @classmethod
-    def of(cls, record: Any) -> ReplayRecord:
-        """From anything shaped like aiokafka's ConsumerRecord."""
-        return cls(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            timestamp=record.timestamp,
-            key=record.key,
-            value=record.value,
-            headers=tuple((name, value or b"") for name, value in record.headers or ()),
-        )
-
-
-def in_production_order(records: Iterable[ReplayRecord]) -> Iterator[ReplayRecord]:
+def in_production_order(records: Iterable[StoredRecord]) -> Iterator[StoredRecord]:
     """Every partition merged by record timestamp, each kept in offset order: causes before
     effects across topics (an effect is produced after its cause was consumed), as the live
     consumer orders a batch. Ties go by topic and partition, so two replays agree."""
-    partitions: defaultdict[tuple[str, int], list[ReplayRecord]] = defaultdict(list)
+    partitions: defaultdict[tuple[str, int], list[StoredRecord]] = defaultdict(list)
     for record in records:
         partitions[(record.topic, record.partition)].append(record)
     streams = [
@@ -96,7 +71,7 @@ class Replayable:
     assign_event_id: Callable[[Envelope], str] | None = None
     # The order the handlers get the records in: production order unless the service can
     # tell better from the log itself (the orders saga can: see `orders.replay`).
-    arrange: Callable[[Iterable[ReplayRecord]], Iterable[ReplayRecord]] = in_production_order
+    arrange: Callable[[Iterable[StoredRecord]], Iterable[StoredRecord]] = in_production_order
 
     @property
     def feeds(self) -> Subscription:
@@ -217,7 +192,7 @@ class _ChangeTally:
 
 def replay(
     replayable: Replayable,
-    records: Iterable[ReplayRecord],
+    records: Iterable[StoredRecord],
     database_url: str,
     schemas: SchemaStore,
     *,
@@ -294,7 +269,7 @@ def _sessions(engine: Engine, metadata: MetaData, dry_run: bool) -> Iterator[ses
             outer.rollback()
 
 
-def _batches(records: Iterable[ReplayRecord], size: int) -> Iterator[list[ReplayRecord]]:
+def _batches(records: Iterable[StoredRecord], size: int) -> Iterator[list[StoredRecord]]:
     iterator = iter(records)
     while batch := list(itertools.islice(iterator, size)):
         yield batch

@@ -62,11 +62,6 @@ saga_stuck_orders = Gauge(
 )
 
 
-def major_units(minor: int) -> float:
-    """Cents to euros: every currency the catalog prices in has two decimals."""
-    return minor / 100
-
-
 # Label values known in advance start at 0, so a dashboard shows "0 compensations for
 # declined cards" rather than "no data" until the first one happens.
 PAYMENT_FAILURE_REASONS = (

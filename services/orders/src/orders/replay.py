@@ -32,13 +32,15 @@ from sqlalchemy import select
 from kit.avro_codec import SchemaStore
 from kit.consumer import Handler, Subscription
 from kit.envelope import Envelope
-from kit.replay import Replayable, ReplayRecord
+from kit.records import StoredRecord
+from kit.replay import Replayable
 from kit.unit_of_work import UnitOfWork
 from orders import bootstrap, contracts
 from orders.adapters.tables import Order, OrderLine, OrderReturn, TimelineEntry
 from orders.domain.returns import ReturnLine
 from orders.domain.saga import ACKNOWLEDGED_BY, OrderStatus
 from orders.handlers.customer_requests import open_return
+from orders.handlers.placing import pending_saga
 from orders.handlers.saga import Saga, lock_orders_of_batch
 from orders.handlers.saga_inputs import (
     CANCELLATION_REQUESTED,
@@ -74,7 +76,7 @@ class OrdersReplay:
     """The orders service as `kit.replay` runs it, to rebuild its read model from the log."""
 
     def __init__(
-        self, settings: OrdersSettings, records: Sequence[ReplayRecord], schemas: SchemaStore
+        self, settings: OrdersSettings, records: Sequence[StoredRecord], schemas: SchemaStore
     ) -> None:
         """`records`: the range to replay (of TOPICS), for what the log tells about it."""
         self._settings = settings
@@ -102,7 +104,7 @@ class OrdersReplay:
             definition, subscription, assign_event_id=self._event_id, arrange=self._arrange
         )
 
-    def _arrange(self, records: Iterable[ReplayRecord]) -> list[ReplayRecord]:
+    def _arrange(self, records: Iterable[StoredRecord]) -> list[StoredRecord]:
         return in_saga_order(records, self._schemas, self._log)
 
     # -- the ids of what the saga emits -----------------------------------------------------
@@ -238,14 +240,7 @@ def order_from_placed(envelope: Envelope, stock_deadline: timedelta) -> Order:
         subtotal=payload["subtotal"],
         shipping=payload["shipping"],
         total=payload["total"],
-        status=OrderStatus.PENDING,
-        placed_at=placed_at,
-        updated_at=placed_at,
-        status_since=placed_at,
-        deadline_at=placed_at + stock_deadline,
-        awaiting={},
-        retry_attempts=0,
-        refunded=0,
+        **pending_saga(placed_at, stock_deadline),
         trace_id=envelope.trace_id,
         returns=[],
         lines=[

@@ -27,7 +27,8 @@ from dataclasses import dataclass, replace
 
 from kit.avro_codec import DecodeError, SchemaStore
 from kit.envelope import Envelope, MissingHeaderError, envelope_from_headers, header_map
-from kit.replay import ReplayRecord, in_production_order
+from kit.records import StoredRecord
+from kit.replay import in_production_order
 from orders import contracts
 from orders.bootstrap import SAGA_EVENTS
 from orders.domain.saga import (
@@ -63,7 +64,7 @@ class Recorded:
     """A record decoded, where it sits in the log."""
 
     envelope: Envelope
-    record: ReplayRecord
+    record: StoredRecord
 
     @property
     def event_id(self) -> str:
@@ -75,7 +76,7 @@ class Recorded:
         return None if order_id is None else str(order_id)
 
 
-def decoded(records: Iterable[ReplayRecord], schemas: SchemaStore) -> Iterable[Recorded]:
+def decoded(records: Iterable[StoredRecord], schemas: SchemaStore) -> Iterable[Recorded]:
     """The records that decode; poison ones are left to the replay's consumer (which counts
     them as dead letters, never published)."""
     for record in records:
@@ -120,7 +121,7 @@ class OwnLog:
                 )
 
     @classmethod
-    def read(cls, records: Iterable[ReplayRecord], schemas: SchemaStore) -> OwnLog:
+    def read(cls, records: Iterable[StoredRecord], schemas: SchemaStore) -> OwnLog:
         own = (r for r in records if r.topic in OWN_TOPICS)
         return cls(decoded(own, schemas))
 
@@ -141,8 +142,8 @@ class OwnLog:
 
 
 def in_saga_order(
-    records: Iterable[ReplayRecord], schemas: SchemaStore, log: OwnLog
-) -> list[ReplayRecord]:
+    records: Iterable[StoredRecord], schemas: SchemaStore, log: OwnLog
+) -> list[StoredRecord]:
     """The records in production order, each order's own put where the live saga took them
     (see the module's doc). Records of one order only trade places among themselves."""
     merged = list(in_production_order(records))
@@ -161,7 +162,7 @@ def in_saga_order(
 
 
 def _indexed(
-    merged: Sequence[ReplayRecord], schemas: SchemaStore
+    merged: Sequence[StoredRecord], schemas: SchemaStore
 ) -> Iterable[tuple[int, Recorded]]:
     positions = {id(record): n for n, record in enumerate(merged)}
     for recorded in decoded(merged, schemas):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import Counter
 
 from kit.envelope import Envelope
+from kit.metrics import major_units
 
 attempts = Counter(
     "payments_attempts_total",
@@ -21,7 +22,7 @@ def count_emitted(envelope: Envelope) -> None:
     payload = envelope.payload
     if envelope.event_type == "PaymentCaptured":
         attempts.labels("captured").inc()
-        captured_amount.labels(payload["currency"]).inc(payload["amount"] / 100)
+        captured_amount.labels(payload["currency"]).inc(major_units(payload["amount"]))
     elif envelope.event_type == "PaymentFailed":
         attempts.labels(payload["reason"]).inc()
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -22,6 +21,7 @@ from kit.avro_codec import SchemaStore
 from kit.consumer import BatchOutcome
 from kit.envelope import Envelope
 from kit.problems import install_problem_handlers
+from kit.records import StoredRecord
 from kit.service import Runtime, ServiceDefinition
 from kit.settings import ServiceSettings
 from kit.unit_of_work import UnitOfWork
@@ -33,21 +33,11 @@ UNIT_PRICE = 1000
 T = TypeVar("T")
 
 
-@dataclass
-class Record:
-    """A consumed Kafka record (a `kit.consumer.ConsumedRecord`), made by hand."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-
-
-def record_of(envelope: Envelope, schemas: SchemaStore, topic: str, offset: int = 0) -> Record:
+def record_of(
+    envelope: Envelope, schemas: SchemaStore, topic: str, offset: int = 0
+) -> StoredRecord:
     """The record a producer would have written for `envelope`, as read from partition 0."""
-    return Record(
+    return StoredRecord(
         topic,
         0,
         offset,

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from kit.envelope import Envelope, trace_id_of
 from kit.logs import log_context
+from kit.metrics import major_units
 from kit.unit_of_work import UnitOfWork
 from orders import metrics
 from orders.adapters.tables import CatalogItem, Order, OrderLine, TimelineEntry
@@ -36,6 +37,21 @@ class PlaceOrder:
     client_metadata: dict[str, str] = field(default_factory=dict)
     traceparent: str | None = None
     sales_channel: str = "web"  # not stored on the order: it travels in OrderPlaced (v2) only
+
+
+def pending_saga(placed_at: datetime, stock_deadline: timedelta) -> dict[str, Any]:
+    """The saga columns of an order just placed: PENDING, its stock deadline running. The
+    gateway and a replay (`orders.replay`) start every order from these."""
+    return {
+        "status": OrderStatus.PENDING,
+        "placed_at": placed_at,
+        "updated_at": placed_at,
+        "status_since": placed_at,
+        "deadline_at": placed_at + stock_deadline,
+        "awaiting": {},
+        "retry_attempts": 0,
+        "refunded": 0,
+    }
 
 
 def place_order(
@@ -67,14 +83,7 @@ def place_order(
         subtotal=priced.subtotal,
         shipping=priced.shipping,
         total=priced.total,
-        status=OrderStatus.PENDING,
-        placed_at=now,
-        updated_at=now,
-        status_since=now,
-        deadline_at=now + stock_deadline,
-        awaiting={},
-        retry_attempts=0,
-        refunded=0,
+        **pending_saga(now, stock_deadline),
         returns=[],  # loaded, not lazy: the gateway renders the order after the commit
         lines=[
             OrderLine(
@@ -84,7 +93,7 @@ def place_order(
         ],
     )
     value, placed_counter = (
-        metrics.major_units(order.total),
+        major_units(order.total),
         metrics.orders_placed_amount.labels(order.currency),
     )
     uow.after_commit(metrics.orders_placed.inc)
@@ -112,7 +121,7 @@ def place_order(
     ]
     uow.session.add(order)
     uow.emit(envelope)
-    summary = f"{len(order.lines)} lines, {metrics.major_units(order.total):.2f} {order.currency}"
+    summary = f"{len(order.lines)} lines, {major_units(order.total):.2f} {order.currency}"
     uow.after_commit(lambda: _log_placed(envelope, summary))
     return order
 

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from kit.envelope import Envelope
 from kit.logs import log_context
+from kit.metrics import major_units
 from kit.unit_of_work import UnitOfWork
 from orders import metrics
 from orders.adapters.tables import Order, OrderReturn, TimelineEntry
@@ -134,7 +135,7 @@ class Saga:
         )
         if decision.changed:
             if event.event_type == "PaymentRefunded" and payload:
-                refunded = metrics.major_units(payload["amount"])
+                refunded = major_units(payload["amount"])
                 counter = metrics.orders_refunded_amount.labels(order.currency)
                 uow.after_commit(lambda: counter.inc(refunded))
             self._apply(uow, order, decision, cause)
@@ -189,7 +190,7 @@ class Saga:
         if status is OrderStatus.COMPLETED:
             order.completed_at = now
             e2e = (now - order.placed_at).total_seconds()
-            revenue = metrics.major_units(order.total)
+            revenue = major_units(order.total)
             revenue_counter = metrics.orders_revenue_amount.labels(order.currency)
             uow.after_commit(metrics.orders_completed.inc)
             uow.after_commit(lambda: metrics.order_e2e_seconds.observe(e2e))

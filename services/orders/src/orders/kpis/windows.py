@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from kit.metrics import major_units
+
 WINDOW_SECONDS = 60
 
 ORDER_KINDS = ("placed", "completed", "cancelled")
@@ -142,8 +144,3 @@ def summarize(cells: Iterable[tuple[WindowedCell, int]], window: Window) -> Minu
         if (count := sums[(Measure.PLACED_IN_CURRENCY, c)])
     }
     return MinuteKpis(window, orders, revenue, average_order_value)
-
-
-def major_units(minor: int) -> float:
-    """Cents to euros: every currency the catalog prices in has two decimals."""
-    return minor / 100

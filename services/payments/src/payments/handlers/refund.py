@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from kit.envelope import Envelope
+from kit.metrics import major_units
 from kit.unit_of_work import UnitOfWork
 from payments import metrics
 from payments.adapters.psp import PaymentProvider
@@ -34,7 +35,7 @@ class RefundHandlers:
             log.info(
                 "payment refunded for order %s: %.2f %s (refund %s)",
                 refund.order_id,
-                refund.amount / 100,
+                major_units(refund.amount),
                 refund.currency,
                 refund.refund_id,
             )
@@ -88,7 +89,7 @@ class RefundHandlers:
                 refund.provider_reference = result.provider_reference
                 payment.refunded_amount += refund.amount
         uow.session.add(refund)
-        refunded = refund.amount / 100
+        refunded = major_units(refund.amount)
         currency_counter = metrics.refunded_amount.labels(refund.currency)
         uow.after_commit(metrics.refunds.inc)
         uow.after_commit(lambda: currency_counter.inc(refunded))

@@ -23,14 +23,15 @@ from kit.testing.servers import create_postgres_database
 from kit.testing.service_harness import ServiceHarness, event
 from orders.adapters.tables import CatalogItem, Order, TimelineEntry
 from orders.bootstrap import definition
-from orders.domain.pricing import RequestedLine, ShippingPolicy
+from orders.domain.pricing import ShippingPolicy
 from orders.domain.returns import ReturnLine, refund_id_for_cancellation, refund_id_for_return
 from orders.handlers.customer_requests import request_cancellation, request_return
-from orders.handlers.placing import PlaceOrder, place_order
+from orders.handlers.placing import place_order
 from orders.handlers.saga import Saga
 from orders.replay import OrdersReplay
 from orders.replay_compare import differences, read_orders
 from orders.settings import OrdersSettings
+from orders.testing import place_command
 
 CLIENT = "storefront-1"
 MUG_PRICE = 1200
@@ -96,22 +97,7 @@ class LiveOrders(ServiceHarness):
         self.consume(self.publish(event_type, order_id, producer, **payload))
 
     def place(self, quantity: int = 1) -> str:
-        command = PlaceOrder(
-            order_id=str(uuid.uuid4()),
-            client_id=CLIENT,
-            customer_id="c-1",
-            customer_email="c@example.com",
-            customer_name="C",
-            shipping_address={
-                "name": "C",
-                "line1": "1 Street",
-                "city": "Berlin",
-                "postal_code": "10115",
-                "country": "DE",
-            },
-            lines=(RequestedLine("MUG", quantity),),
-            payment_token="tok_visa",
-        )
+        command = place_command(str(uuid.uuid4()), quantity, client_id=CLIENT)
         policy = ShippingPolicy(499, 100_000)
         order = self.run(
             lambda uow: place_order(uow, command, policy, self.settings.stock_deadline)

@@ -14,7 +14,7 @@ from kit.testing.service_harness import ServiceHarness
 from kit.unit_of_work import UnitOfWork
 from orders.adapters.tables import CatalogItem, Order
 from orders.bootstrap import definition
-from orders.domain.pricing import RequestedLine, ShippingPolicy
+from orders.domain.pricing import ShippingPolicy
 from orders.domain.returns import ReturnLine, refund_id_for_cancellation, refund_id_for_return
 from orders.handlers.customer_requests import (
     OrderNotFoundError,
@@ -22,10 +22,11 @@ from orders.handlers.customer_requests import (
     request_cancellation,
     request_return,
 )
-from orders.handlers.placing import PlaceOrder, place_order
+from orders.handlers.placing import place_order
 from orders.handlers.saga import Saga, backoff, lock_orders_of_batch
 from orders.handlers.timers import SagaTimers
 from orders.settings import OrdersSettings
+from orders.testing import place_command
 
 MUG_PRICE, SHIPPING = 1200, 499
 CLIENT = "storefront-1"
@@ -50,22 +51,7 @@ class Harness(ServiceHarness):
         )
 
     def place(self, quantity: int = 2) -> str:
-        command = PlaceOrder(
-            order_id=f"o-{datetime.now(UTC).timestamp()}",
-            client_id=CLIENT,
-            customer_id="c-1",
-            customer_email="c@example.com",
-            customer_name="C",
-            shipping_address={
-                "name": "C",
-                "line1": "1 Street",
-                "city": "Berlin",
-                "postal_code": "10115",
-                "country": "DE",
-            },
-            lines=(RequestedLine("MUG", quantity),),
-            payment_token="tok_visa",
-        )
+        command = place_command(f"o-{datetime.now(UTC).timestamp()}", quantity, client_id=CLIENT)
         policy = ShippingPolicy(SHIPPING, 100_000)
         order = self.run(
             lambda uow: place_order(uow, command, policy, self.settings.stock_deadline)

@@ -22,7 +22,9 @@ from kit.service import ServiceDefinition
 from kit.testing.service_harness import UNIT_PRICE, ServiceHarness
 from orders import contracts
 from orders.adapters.tables import Order, OrderLine, OrdersBase
+from orders.domain.pricing import RequestedLine
 from orders.domain.saga import OrderStatus
+from orders.handlers.placing import PlaceOrder
 from orders.settings import OrdersSettings
 
 # Two storefront clients: whatever one stores, the other must never see.
@@ -135,3 +137,25 @@ def assert_problem(response: httpx.Response, status: int, kind: str) -> dict[str
     assert body["type"] == PROBLEM_BASE + kind
     assert body["status"] == status
     return body
+
+
+def place_command(
+    order_id: str, quantity: int = 1, *, client_id: str = SHOP, sku: str = "MUG"
+) -> PlaceOrder:
+    """What the gateway hands `place_order` for one line of `sku`, paid with a good card."""
+    return PlaceOrder(
+        order_id=order_id,
+        client_id=client_id,
+        customer_id="c-1",
+        customer_email="c@example.com",
+        customer_name="C",
+        shipping_address={
+            "name": "C",
+            "line1": "1 Street",
+            "city": "Berlin",
+            "postal_code": "10115",
+            "country": "DE",
+        },
+        lines=(RequestedLine(sku, quantity),),
+        payment_token="tok_visa",
+    )

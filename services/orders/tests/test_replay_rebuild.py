@@ -453,6 +453,73 @@ def test_answers_the_saga_read_in_another_order_than_stamped_are_replayed_as_it_
     assert orders_replay.notes.not_reproduced == 0
 
 
+def timeline_of(url: str, order_id: str) -> list[str]:
+    engine = create_database_engine(url)
+    try:
+        with Session(engine) as session:
+            query = (
+                select(TimelineEntry.event_type)
+                .where(TimelineEntry.order_id == order_id)
+                .order_by(TimelineEntry.id)
+            )
+            return list(session.scalars(query))
+    finally:
+        engine.dispose()
+
+
+def told(live: LiveOrders, order_id: str) -> Envelope:
+    return live.publish(
+        "NotificationSent", order_id, "notifications", notification_id=f"n-{order_id}",
+        channel="email", template="order_received", recipient="c@example.com", sent_at=NOW,
+    )  # fmt: skip
+
+
+def test_a_notification_read_after_a_later_stamped_step_is_no_difference(
+    live: LiveOrders, fresh_url: str
+) -> None:
+    order_id = live.place()
+    notification = told(live, order_id)
+    reserved = live.publish(
+        "StockReserved", order_id, "inventory", reservation_id="r",
+        lines=[{"sku": "MUG", "quantity": 1, "warehouse": "WH-A"}],
+    )  # fmt: skip
+    live.consume(reserved)
+    live.consume(notification)
+
+    rebuild(live, fresh_url)
+
+    # The race really happened: the replay reads them in stamp order, the saga did not.
+    live_timeline = timeline_of(live.settings.database_url, order_id)
+    assert live_timeline.index("StockReserved") < live_timeline.index("NotificationSent")
+    rebuilt_timeline = timeline_of(fresh_url, order_id)
+    assert rebuilt_timeline.index("NotificationSent") < rebuilt_timeline.index("StockReserved")
+    rebuilt = views(fresh_url)
+    assert differences(views(live.settings.database_url), rebuilt) == []
+    assert rebuilt[order_id].told == ((notification.event_id, "NotificationSent", "notifications"),)
+
+
+def test_a_notification_missing_from_the_rebuilt_timeline_is_a_difference(
+    live: LiveOrders, fresh_url: str
+) -> None:
+    order_id = live.place()
+    notification = told(live, order_id)
+    live.consume(notification)
+    rebuild(live, fresh_url)
+    engine = create_database_engine(fresh_url)
+    with engine.begin() as connection:
+        connection.execute(
+            delete(TimelineEntry).where(TimelineEntry.event_type == "NotificationSent")
+        )
+    engine.dispose()
+
+    found = differences(views(live.settings.database_url), views(fresh_url))
+
+    assert found == [
+        f"order {order_id}: timeline entries only live:"
+        f" NotificationSent from notifications [{notification.event_id}]"
+    ]
+
+
 def test_a_replay_into_the_live_read_model_itself_changes_no_order(live: LiveOrders) -> None:
     cancelled_while_a_capture_was_in_flight(live)
     returned_with_two_resends(live)

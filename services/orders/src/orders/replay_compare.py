@@ -4,6 +4,11 @@ Per order: status, cancel reason, totals, refunded, payment, shipment and tracki
 acknowledgements it still waits for, lines, returns, and the timeline as the sequence of
 (event id, event type, source, status after, note). Not compared: when things happened (a
 replay runs at another time) and the storefront client, which OrderPlaced does not carry.
+
+Entries for informational events (a NotificationSent) are compared as a set, not as places
+in that sequence: they never move the saga, and the log cannot say when the live saga read
+one against another service's event — the notification and, say, a PaymentCaptured are
+answers to different messages, on different topics, racing to the orders consumer.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from orders.adapters.tables import Order
+from orders.domain.saga import INFORMATIONAL
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,10 @@ class TimelineStep:
     source: str
     status_after: str
     note: str | None
+
+    @property
+    def informational(self) -> bool:
+        return self.event_type in INFORMATIONAL
 
     def __str__(self) -> str:
         note = f" ({self.note})" if self.note else ""
@@ -40,7 +50,10 @@ class OrderView:
 
     Wall-clock bookkeeping (updated_at, status_since, completed_at, the times of the saga's
     own timeline entries, deadline_at, retry_at) records when the saga ran, which a replay
-    cannot be; nor is the storefront client, which OrderPlaced does not carry."""
+    cannot be; nor is the storefront client, which OrderPlaced does not carry.
+
+    `timeline` holds the entries that are the saga's path, in order; `told` the informational
+    ones (event id, type, source), sorted: where those fell among the others was a race."""
 
     status: str
     cancel_reason: str | None
@@ -57,9 +70,14 @@ class OrderView:
     lines: tuple[tuple[int, str, str, int, int], ...]
     returns: tuple[tuple[Any, ...], ...]
     timeline: tuple[TimelineStep, ...]
+    told: tuple[tuple[str, str, str], ...]
 
     @classmethod
     def of(cls, order: Order) -> OrderView:
+        steps = [
+            TimelineStep(e.event_id, e.event_type, e.source, e.status_after, e.note)
+            for e in order.timeline
+        ]
         return cls(
             status=order.status,
             cancel_reason=order.cancel_reason,
@@ -87,9 +105,9 @@ class OrderView:
                 )
                 for r in sorted(order.returns, key=lambda r: r.return_id)
             ),
-            timeline=tuple(
-                TimelineStep(e.event_id, e.event_type, e.source, e.status_after, e.note)
-                for e in order.timeline
+            timeline=tuple(step for step in steps if not step.informational),
+            told=tuple(
+                sorted((s.event_id, s.event_type, s.source) for s in steps if s.informational)
             ),
         )
 
@@ -125,12 +143,13 @@ def differences(live: Mapping[str, OrderView], replayed: Mapping[str, OrderView]
             continue
         before, after = live[order_id], replayed[order_id]
         for field in fields(OrderView):
-            if field.name == "timeline":
+            if field.name in ("timeline", "told"):
                 continue
             a, b = getattr(before, field.name), getattr(after, field.name)
             if a != b:
                 found.append(f"order {order_id}: {field.name} is {a!r} live, {b!r} replayed")
         found += [f"order {order_id}: {line}" for line in _timeline_differences(before, after)]
+        found += [f"order {order_id}: {line}" for line in _told_differences(before, after)]
     return found
 
 
@@ -150,3 +169,15 @@ def _timeline_differences(live: OrderView, replayed: OrderView) -> list[str]:
             f" the first extra one ({which}): {extra}"
         ]
     return []
+
+
+def _told_differences(live: OrderView, replayed: OrderView) -> list[str]:
+    found = []
+    for only, a, b in (("live", live, replayed), ("replayed", replayed, live)):
+        missing = sorted(set(a.told) - set(b.told))
+        if missing:
+            entries = ", ".join(
+                f"{kind} from {source} [{event_id}]" for event_id, kind, source in missing
+            )
+            found.append(f"timeline entries only {only}: {entries}")
+    return found

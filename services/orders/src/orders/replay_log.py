@@ -16,7 +16,9 @@ inputs name the timeline entry they came after (`after_event_id`). From that:
 
 Inputs that change nothing the log records (a NotificationSent, a forward step such as
 StockReserved, which sends nothing) keep their timestamp order: if two of them reached the
-saga in the other order, the rebuilt timeline differs there, and the comparison says so.
+saga in the other order, the rebuilt timeline differs there. For a NotificationSent, which
+never moves the saga, the comparison does not count that (`replay_compare`); for two steps
+it says so.
 """
 
 from __future__ import annotations

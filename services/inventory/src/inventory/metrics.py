@@ -42,7 +42,7 @@ def probe_stock_levels(session: Session) -> None:
         .group_by(StockLevel.sku, CatalogItem.low_stock_threshold)
     )
     low = 0
-    for sku, on_hand, reserved, threshold in session.execute(query).tuples():
+    for sku, on_hand, reserved, threshold in session.execute(query):
         available = int(on_hand) - int(reserved)
         stock_on_hand.labels(sku).set(int(on_hand))
         stock_available.labels(sku).set(available)

@@ -36,4 +36,4 @@ class SagaGauges:
 
 def _count_by_state(session: Session, *conditions: Any) -> dict[str, int]:
     query = select(Order.status, func.count()).where(*conditions).group_by(Order.status)
-    return {status: count for status, count in session.execute(query).tuples()}
+    return {status: count for status, count in session.execute(query)}

@@ -26,7 +26,7 @@ from typer.testing import CliRunner, Result
 from kit.database import create_database_engine
 from kit.testing.orders import order_body
 from kit.testing.pipeline import Pipeline
-from orders.replay_compare import read_orders
+from orders.replay_compare import differences, read_orders
 from pipeline_cli.main import app
 from tests.integration.helpers import PipelineClient, consumer_positions
 from tests.integration.ledger import assert_ledger, wait_quiet
@@ -140,7 +140,7 @@ async def test_a_replay_of_the_log_into_an_empty_database_reproduces_the_live_or
     assert {e["event_type"] for e in first["emitted"]} >= {"CancelShipment", "OrderCompleted"}
     rebuilt = orders_in(rebuilt_url, order_ids)
     assert sorted(rebuilt) == order_ids
-    assert rebuilt == orders_in(live_url, order_ids)
+    assert differences(orders_in(live_url, order_ids), rebuilt) == []
     cancelled = [step.event_type for step in rebuilt[placed["cancelled"]].timeline]
     assert "CustomerCancel" in cancelled  # under the id of its OrderCancellationRequested
 

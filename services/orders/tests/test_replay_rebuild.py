@@ -420,7 +420,68 @@ def test_the_comparison_names_each_difference(live: LiveOrders, fresh_url: str) 
     assert (
         found[0] == f"order {order_id}: cancel_reason is 'declined' live, 'fraud_rejected' replayed"
     )
-    assert found[1].startswith(f"order {order_id}: timeline entry 4 is ReleaseStock")
+    assert found[1].startswith(
+        f"order {order_id}: timeline entries 3-4 (COMPENSATING): only live: ReleaseStock"
+    )
+    assert found[1].endswith(f"; only replayed: {rebuilt_release_step(fresh_url)}")
+
+
+def rebuilt_release_step(url: str) -> str:
+    ((step,),) = [
+        [s for s in view.timeline if s.event_type == "ReleaseStock"] for view in views(url).values()
+    ]
+    assert step.note == "x"
+    return str(step)
+
+
+def test_a_status_the_replayed_saga_reached_elsewhere_is_a_difference(
+    live: LiveOrders, fresh_url: str
+) -> None:
+    order_id = declined(live)
+    rebuild(live, fresh_url)
+    engine = create_database_engine(fresh_url)
+    with engine.begin() as connection:
+        connection.execute(
+            update(TimelineEntry)
+            .where(TimelineEntry.event_type == "OrderPlaced")
+            .values(status_after="RESERVED")
+        )
+    engine.dispose()
+
+    found = differences(views(live.settings.database_url), views(fresh_url))
+
+    assert found == [
+        f"order {order_id}: the saga went PENDING -> RESERVED -> COMPENSATING -> CANCELLED live,"
+        " RESERVED -> COMPENSATING -> CANCELLED replayed"
+    ]
+
+
+def test_answers_that_left_the_status_as_it_was_may_have_been_read_in_either_order(
+    live: LiveOrders, fresh_url: str
+) -> None:
+    order_id = live.place()
+    live.reserve(order_id)
+    live.cancel(order_id)
+    live.happen("ShipmentCancelled", order_id, "fulfillment", shipment_id=None,
+                reason="customer_cancelled")  # fmt: skip
+    released = live.publish(
+        "StockReleased", order_id, "inventory",
+        lines=[{"sku": "MUG", "quantity": 1, "warehouse": "WH-A"}],
+    )  # fmt: skip
+    late_capture = live.captured(order_id)
+    # Stamped second, read first; neither sends anything: the refund is still awaited.
+    live.consume(late_capture)
+    live.consume(released)
+    live.refunded(order_id, refund_id_for_cancellation(order_id), MUG_PRICE + 499)
+    assert live.status(order_id) == "CANCELLED"
+
+    rebuild(live, fresh_url)
+
+    live_timeline = timeline_of(live.settings.database_url, order_id)
+    assert live_timeline.index("PaymentCaptured") < live_timeline.index("StockReleased")
+    rebuilt_timeline = timeline_of(fresh_url, order_id)
+    assert rebuilt_timeline.index("StockReleased") < rebuilt_timeline.index("PaymentCaptured")
+    assert differences(views(live.settings.database_url), views(fresh_url)) == []
 
 
 def test_answers_the_saga_read_in_another_order_than_stamped_are_replayed_as_it_read_them(

@@ -2,13 +2,16 @@
 
 Per order: status, cancel reason, totals, refunded, payment, shipment and tracking, the
 acknowledgements it still waits for, lines, returns, and the timeline as the sequence of
-(event id, event type, source, status after, note). Not compared: when things happened (a
-replay runs at another time) and the storefront client, which OrderPlaced does not carry.
+(event id, event type, source, status after, note), with two exceptions below. Not
+compared: when things happened (a replay runs at another time) and the storefront client,
+which OrderPlaced does not carry.
 
-Entries for informational events (a NotificationSent) are compared as a set, not as places
-in that sequence: they never move the saga, and the log cannot say when the live saga read
-one against another service's event — the notification and, say, a PaymentCaptured are
-answers to different messages, on different topics, racing to the orders consumer.
+Two things the log cannot say are left out of "the same": when the live saga read an
+informational event (a NotificationSent) against the other services' events — those
+entries are compared as a set — and in which order it read two entries that left the
+status as it was (see `_stretches`). Both are races between topics on the way to the
+orders consumer. What the saga decided is still compared: every status change in its
+place, the status after every entry, what the order awaits at the end, its returns.
 """
 
 from __future__ import annotations
@@ -154,21 +157,51 @@ def differences(live: Mapping[str, OrderView], replayed: Mapping[str, OrderView]
 
 
 def _timeline_differences(live: OrderView, replayed: OrderView) -> list[str]:
-    for n, (a, b) in enumerate(zip(live.timeline, replayed.timeline, strict=False), start=1):
-        if a != b:
-            return [f"timeline entry {n} is {a} live, {b} replayed"]
-    if len(live.timeline) != len(replayed.timeline):
-        longer, which = (
-            (live, "live")
-            if len(live.timeline) > len(replayed.timeline)
-            else (replayed, "replayed")
-        )
-        extra = longer.timeline[min(len(live.timeline), len(replayed.timeline))]
+    live_path, replayed_path = _stretches(live.timeline), _stretches(replayed.timeline)
+    statuses = [s.status for s in live_path], [s.status for s in replayed_path]
+    if statuses[0] != statuses[1]:
         return [
-            f"timeline has {len(live.timeline)} entries live, {len(replayed.timeline)} replayed;"
-            f" the first extra one ({which}): {extra}"
+            f"the saga went {' -> '.join(statuses[0])} live, {' -> '.join(statuses[1])} replayed"
         ]
-    return []
+    found = []
+    for a, b in zip(live_path, replayed_path, strict=True):
+        if a.steps != b.steps:
+            only = [
+                f"only {which}: "
+                + ", ".join(map(str, sorted((x.steps - y.steps).elements(), key=str)))
+                for which, x, y in (("live", a, b), ("replayed", b, a))
+                if x.steps - y.steps
+            ]
+            found.append(f"timeline entries {a.first}-{a.last} ({a.status}): {'; '.join(only)}")
+    return found
+
+
+@dataclass(frozen=True)
+class _Stretch:
+    """Consecutive timeline entries after which the order had one status."""
+
+    status: str
+    first: int
+    last: int
+    steps: Counter[TimelineStep]
+
+
+def _stretches(timeline: tuple[TimelineStep, ...]) -> list[_Stretch]:
+    """The path as stretches of one status. Within a stretch the entries are compared, their
+    order is not: entries that leave the status as it was and send nothing (a late forward
+    step during a compensation, an acknowledgement that is not the last one) answer
+    different messages on different topics, and which of them the live saga read first the
+    log does not record. Everything that moves the saga starts a stretch, so its place is
+    compared; the status after every entry is too."""
+    stretches: list[_Stretch] = []
+    for n, step in enumerate(timeline, start=1):
+        if stretches and stretches[-1].status == step.status_after:
+            last = stretches[-1]
+            last.steps[step] += 1
+            stretches[-1] = _Stretch(last.status, last.first, n, last.steps)
+        else:
+            stretches.append(_Stretch(step.status_after, n, n, Counter([step])))
+    return stretches
 
 
 def _told_differences(live: OrderView, replayed: OrderView) -> list[str]:

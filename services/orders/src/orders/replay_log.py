@@ -16,9 +16,8 @@ inputs name the timeline entry they came after (`after_event_id`). From that:
 
 Inputs that change nothing the log records (a NotificationSent, a forward step such as
 StockReserved, which sends nothing) keep their timestamp order: if two of them reached the
-saga in the other order, the rebuilt timeline differs there. For a NotificationSent, which
-never moves the saga, the comparison does not count that (`replay_compare`); for two steps
-it says so.
+saga in the other order, the rebuilt timeline differs there, and the comparison
+(`replay_compare`) does not count that: it is a race the log does not record.
 """
 
 from __future__ import annotations

@@ -68,8 +68,10 @@ async def test_settled_orders_reconcile_and_fresh_ones_wait_for_the_settle_margi
     assert report["judged"] == report["orders"] >= 2
     assert all(check["problems"] == 0 for check in report["checks"])
 
-    exit_code, report = reconcile(pipeline.database_urls)  # the default margin: 60s
+    # A margin longer than the test session (the default 60 s could pass while it runs).
+    exit_code, report = reconcile(pipeline.database_urls, "--settle", "1h")
     assert exit_code == 0
+    assert report["settle_s"] == 3600
     assert report["orders"] - report["judged"] >= 2  # at least this test's two
 
 

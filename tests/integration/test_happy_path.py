@@ -7,6 +7,7 @@ from collections import Counter
 from kit.testing.orders import order_body
 from kit.testing.pipeline import Pipeline
 from tests.integration.helpers import PipelineClient, decoded_events, read_topic, wait_caught_up
+from tests.integration.ledger import wait_quiet
 
 ORDERS = 200
 
@@ -27,7 +28,7 @@ async def test_200_concurrent_orders_complete_and_every_service_agrees(
 
     orders = client.wait_terminal(order_ids)
     assert Counter(o["status"] for o in orders.values()) == {"COMPLETED": ORDERS}
-    await wait_caught_up(pipeline.bootstrap)
+    await wait_quiet(client, timeout_s=120)  # the last notifications sent and answered
 
     ordered = Counter[str]()
     for body in bodies:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import pytest
+
 from kit.testing.orders import order_body
 from tests.integration.helpers import PipelineClient, problem_type
 from tests.integration.ledger import assert_ledger, load_orders
@@ -131,6 +133,7 @@ def return_some(client: PipelineClient, plans: list[Plan], order_ids: list[str])
         assert response.status_code == 202, response.text
 
 
+@pytest.mark.timeout(900)  # its own waits add up to more than the default 300 s
 async def test_500_orders_with_random_outcomes_balance_the_books(
     client: PipelineClient, initial_stock: Counter[str]
 ) -> None:

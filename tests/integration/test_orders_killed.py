@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from kit.testing.orders import order_body
 from tests.integration.helpers import PipelineClient, ServiceControl
 from tests.integration.ledger import assert_ledger
 
 # Long enough to outlast what happens before the kill, short enough to pass soon after.
-SHORT_DEADLINE = {"PAYMENT_DEADLINE": "PT8S"}
+SHORT_DEADLINE = {"PAYMENT_DEADLINE": "PT20S"}
 
 
+@pytest.mark.timeout(900)  # its own waits add up to more than the default 300 s
 async def test_orders_killed_mid_flow_carries_every_saga_on_after_restart(
     client: PipelineClient, services: ServiceControl, initial_stock: Counter[str]
 ) -> None:

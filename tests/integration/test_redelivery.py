@@ -6,7 +6,8 @@ from aiokafka import AIOKafkaProducer
 
 from kit.testing.orders import order_body
 from kit.testing.pipeline import Pipeline
-from tests.integration.helpers import PipelineClient, read_topic, wait_caught_up
+from tests.integration.helpers import PipelineClient, read_topic
+from tests.integration.ledger import wait_quiet
 
 TABLES = {
     "orders": ("orders", "order_timeline"),
@@ -33,7 +34,8 @@ async def test_republishing_handled_events_changes_nothing(
 ) -> None:
     order = client.place(order_body([("T-TEE", 2)], customer="redelivery"))
     client.wait_terminal([order["order_id"]])
-    await wait_caught_up(pipeline.bootstrap)
+    # Not only read: answered too, every outbox drained (the last notification included).
+    await wait_quiet(client, timeout_s=120)
     before = snapshot(client)
 
     producer = AIOKafkaProducer(bootstrap_servers=pipeline.bootstrap, acks="all")
@@ -51,6 +53,6 @@ async def test_republishing_handled_events_changes_nothing(
         await producer.stop()
     assert republished >= 6  # OrderPlaced, StockReserved, PaymentCaptured, Shipment*
 
-    await wait_caught_up(pipeline.bootstrap)
+    await wait_quiet(client, timeout_s=120)
     assert snapshot(client) == before
     assert client.order(order["order_id"])["status"] == "COMPLETED"

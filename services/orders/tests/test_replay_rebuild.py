@@ -456,9 +456,9 @@ def test_a_status_the_replayed_saga_reached_elsewhere_is_a_difference(
     ]
 
 
-def test_answers_that_left_the_status_as_it_was_may_have_been_read_in_either_order(
-    live: LiveOrders, fresh_url: str
-) -> None:
+def cancelled_and_released(live: LiveOrders) -> tuple[str, Envelope]:
+    """A reserved order the customer cancelled, its shipment cancelled: the saga awaits the
+    release and the refund. Inventory's StockReleased is on the log, not yet read."""
     order_id = live.place()
     live.reserve(order_id)
     live.cancel(order_id)
@@ -468,6 +468,13 @@ def test_answers_that_left_the_status_as_it_was_may_have_been_read_in_either_ord
         "StockReleased", order_id, "inventory",
         lines=[{"sku": "MUG", "quantity": 1, "warehouse": "WH-A"}],
     )  # fmt: skip
+    return order_id, released
+
+
+def test_answers_that_left_the_status_as_it_was_may_have_been_read_in_either_order(
+    live: LiveOrders, fresh_url: str
+) -> None:
+    order_id, released = cancelled_and_released(live)
     late_capture = live.captured(order_id)
     # Stamped second, read first; neither sends anything: the refund is still awaited.
     live.consume(late_capture)
@@ -487,17 +494,9 @@ def test_answers_that_left_the_status_as_it_was_may_have_been_read_in_either_ord
 def test_answers_the_saga_read_in_another_order_than_stamped_are_replayed_as_it_read_them(
     live: LiveOrders, fresh_url: str
 ) -> None:
-    order_id = live.place()
-    live.reserve(order_id)
-    live.cancel(order_id)
-    live.happen("ShipmentCancelled", order_id, "fulfillment", shipment_id=None,
-                reason="customer_cancelled")  # fmt: skip
     # Inventory stamped its answer first, payments' reached the saga first: the log's
     # OrderCancelled, caused by StockReleased, says which one the saga took last.
-    released = live.publish(
-        "StockReleased", order_id, "inventory",
-        lines=[{"sku": "MUG", "quantity": 1, "warehouse": "WH-A"}],
-    )  # fmt: skip
+    order_id, released = cancelled_and_released(live)
     live.refunded(order_id, refund_id_for_cancellation(order_id), 0)
     live.consume(released)
     assert live.status(order_id) == "CANCELLED"

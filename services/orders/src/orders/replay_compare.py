@@ -1,17 +1,12 @@
 """Comparing a rebuilt orders read model with the live one: what "the same order" means.
 
 Per order: status, cancel reason, totals, refunded, payment, shipment and tracking, the
-acknowledgements it still waits for, lines, returns, and the timeline as the sequence of
-(event id, event type, source, status after, note), with two exceptions below. Not
-compared: when things happened (a replay runs at another time) and the storefront client,
-which OrderPlaced does not carry.
-
-Two things the log cannot say are left out of "the same": when the live saga read an
-informational event (a NotificationSent) against the other services' events — those
-entries are compared as a set — and in which order it read two entries that left the
-status as it was (see `_stretches`). Both are races between topics on the way to the
-orders consumer. What the saga decided is still compared: every status change in its
-place, the status after every entry, what the order awaits at the end, its returns.
+acknowledgements it still waits for, lines, returns, and the timeline: every entry (event
+id, event type, source, status after, note), in the order the log records
+(`replay_timeline`: not the order in which the live saga happened to read two services'
+answers that moved nothing, nor where it read a notification). Not compared: when things
+happened (a replay runs at another time) and what OrderPlaced does not carry (the
+storefront client, the customer's details and address, notes, metadata).
 """
 
 from __future__ import annotations
@@ -25,26 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from orders.adapters.tables import Order
-from orders.domain.saga import INFORMATIONAL
-
-
-@dataclass(frozen=True)
-class TimelineStep:
-    event_id: str
-    event_type: str
-    source: str
-    status_after: str
-    note: str | None
-
-    @property
-    def informational(self) -> bool:
-        return self.event_type in INFORMATIONAL
-
-    def __str__(self) -> str:
-        note = f" ({self.note})" if self.note else ""
-        return (
-            f"{self.event_type} from {self.source} -> {self.status_after}{note} [{self.event_id}]"
-        )
+from orders.replay_timeline import TimelineStep, Told, path_differences, told_differences
 
 
 @dataclass(frozen=True)
@@ -55,8 +31,8 @@ class OrderView:
     own timeline entries, deadline_at, retry_at) records when the saga ran, which a replay
     cannot be; nor is the storefront client, which OrderPlaced does not carry.
 
-    `timeline` holds the entries that are the saga's path, in order; `told` the informational
-    ones (event id, type, source), sorted: where those fell among the others was a race."""
+    `timeline` holds the entries that are the saga's path, as written; `told` the
+    informational ones (event id, type, source), sorted: where those fell was a race."""
 
     status: str
     cancel_reason: str | None
@@ -73,13 +49,13 @@ class OrderView:
     lines: tuple[tuple[int, str, str, int, int], ...]
     returns: tuple[tuple[Any, ...], ...]
     timeline: tuple[TimelineStep, ...]
-    told: tuple[tuple[str, str, str], ...]
+    told: tuple[Told, ...]
 
     @classmethod
     def of(cls, order: Order) -> OrderView:
         steps = [
-            TimelineStep(e.event_id, e.event_type, e.source, e.status_after, e.note)
-            for e in order.timeline
+            TimelineStep(e.event_id, e.event_type, e.source, e.status_after, e.note, position=n)
+            for n, e in enumerate(order.timeline, start=1)
         ]
         return cls(
             status=order.status,
@@ -151,66 +127,9 @@ def differences(live: Mapping[str, OrderView], replayed: Mapping[str, OrderView]
             a, b = getattr(before, field.name), getattr(after, field.name)
             if a != b:
                 found.append(f"order {order_id}: {field.name} is {a!r} live, {b!r} replayed")
-        found += [f"order {order_id}: {line}" for line in _timeline_differences(before, after)]
-        found += [f"order {order_id}: {line}" for line in _told_differences(before, after)]
-    return found
-
-
-def _timeline_differences(live: OrderView, replayed: OrderView) -> list[str]:
-    live_path, replayed_path = _stretches(live.timeline), _stretches(replayed.timeline)
-    statuses = [s.status for s in live_path], [s.status for s in replayed_path]
-    if statuses[0] != statuses[1]:
-        return [
-            f"the saga went {' -> '.join(statuses[0])} live, {' -> '.join(statuses[1])} replayed"
+        found += [
+            f"order {order_id}: {line}"
+            for line in path_differences(before.timeline, after.timeline)
+            + told_differences(before.told, after.told)
         ]
-    found = []
-    for a, b in zip(live_path, replayed_path, strict=True):
-        if a.steps != b.steps:
-            only = [
-                f"only {which}: "
-                + ", ".join(map(str, sorted((x.steps - y.steps).elements(), key=str)))
-                for which, x, y in (("live", a, b), ("replayed", b, a))
-                if x.steps - y.steps
-            ]
-            found.append(f"timeline entries {a.first}-{a.last} ({a.status}): {'; '.join(only)}")
-    return found
-
-
-@dataclass(frozen=True)
-class _Stretch:
-    """Consecutive timeline entries after which the order had one status."""
-
-    status: str
-    first: int
-    last: int
-    steps: Counter[TimelineStep]
-
-
-def _stretches(timeline: tuple[TimelineStep, ...]) -> list[_Stretch]:
-    """The path as stretches of one status. Within a stretch the entries are compared, their
-    order is not: entries that leave the status as it was and send nothing (a late forward
-    step during a compensation, an acknowledgement that is not the last one) answer
-    different messages on different topics, and which of them the live saga read first the
-    log does not record. Everything that moves the saga starts a stretch, so its place is
-    compared; the status after every entry is too."""
-    stretches: list[_Stretch] = []
-    for n, step in enumerate(timeline, start=1):
-        if stretches and stretches[-1].status == step.status_after:
-            last = stretches[-1]
-            last.steps[step] += 1
-            stretches[-1] = _Stretch(last.status, last.first, n, last.steps)
-        else:
-            stretches.append(_Stretch(step.status_after, n, n, Counter([step])))
-    return stretches
-
-
-def _told_differences(live: OrderView, replayed: OrderView) -> list[str]:
-    found = []
-    for only, a, b in (("live", live, replayed), ("replayed", replayed, live)):
-        missing = sorted(set(a.told) - set(b.told))
-        if missing:
-            entries = ", ".join(
-                f"{kind} from {source} [{event_id}]" for event_id, kind, source in missing
-            )
-            found.append(f"timeline entries only {only}: {entries}")
     return found

@@ -14,10 +14,10 @@ inputs name the timeline entry they came after (`after_event_id`). From that:
   other inputs make it so. A customer's or timer's input goes right after the entry it
   names; a recorded message of the saga right after the input that caused it.
 
-Inputs that change nothing the log records (a NotificationSent, a forward step such as
-StockReserved, which sends nothing) keep their timestamp order: if two of them reached the
-saga in the other order, the rebuilt timeline differs there, and the comparison
-(`replay_compare`) does not count that: it is a race the log does not record.
+Inputs that change nothing the log records (a NotificationSent, a late forward step during
+a compensation) keep their timestamp order: if two of them reached the saga in the other
+order, the rebuilt timeline differs there — a race the log does not record, which
+`replay_timeline` does not count as a difference.
 """
 
 from __future__ import annotations

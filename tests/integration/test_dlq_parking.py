@@ -94,9 +94,9 @@ async def test_a_dead_lettered_order_waits_parked_and_completes_once_redriven_af
     services: ServiceControl,
     initial_stock: Counter[str],
 ) -> None:
-    # The order waits on payments through two redrives and restarts: its payment deadline
-    # must not be what ends the wait on a slow machine.
-    services.restart("orders", {"PAYMENT_DEADLINE": "PT15M"})
+    # The orders wait on a stopped inventory, then on payments through two redrives and
+    # restarts: no deadline may be what ends the wait on a slow machine.
+    services.restart("orders", {"STOCK_DEADLINE": "PT15M", "PAYMENT_DEADLINE": "PT15M"})
     services.stop("payments")
     services.stop("inventory")
     order_id = client.place(order_body([("T-MUG", 1)], customer="dlq-parking"))["order_id"]

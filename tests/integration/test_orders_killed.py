@@ -8,14 +8,17 @@ service is down or just after it comes back."""
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 
 from kit.testing.orders import order_body
+from kit.testing.pipeline import wait_until
 from tests.integration.helpers import PipelineClient, ServiceControl
 from tests.integration.ledger import assert_ledger
 
-# Long enough to outlast what happens before the kill, short enough to pass soon after.
+# Long enough to outlast what happens before the kill (a cancel's round trip on a busy
+# machine), short enough to pass soon after it, while the service is down.
 SHORT_DEADLINE = {"PAYMENT_DEADLINE": "PT20S"}
 
 
@@ -39,9 +42,15 @@ async def test_orders_killed_mid_flow_carries_every_saga_on_after_restart(
     assert client.cancel(cancelled).status_code == 202
     client.wait_awaiting(cancelled, "COMPENSATING", ["PaymentRefunded"])
 
-    assert client.order(overdue)["status"] == "RESERVED"  # its deadline is still ahead
+    waiting = client.order(overdue)
+    assert waiting["status"] == "RESERVED"  # its deadline is still ahead
+    deadline_at = datetime.fromisoformat(waiting["deadline_at"])
     pid_before = client.pipeline.pids()["orders"]
-    services.restart("orders", SHORT_DEADLINE, kill=True)
+    services.stop("orders", kill=True)
+    wait_until(
+        lambda: datetime.now(UTC) > deadline_at, 60, "the payment deadline to pass, unwatched"
+    )
+    services.start("orders")  # still with SHORT_DEADLINE
     assert client.pipeline.pids()["orders"] != pid_before
 
     # The deadline passed with nobody to watch it: the restarted service acts on it.

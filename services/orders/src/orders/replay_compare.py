@@ -1,12 +1,12 @@
 """Comparing a rebuilt orders read model with the live one: what "the same order" means.
 
 Per order: status, cancel reason, totals, refunded, payment, shipment and tracking, the
-acknowledgements it still waits for, lines, returns, and the timeline: every entry (event
-id, event type, source, status after, note), in the order the log records
-(`replay_timeline`: not the order in which the live saga happened to read two services'
-answers that moved nothing, nor where it read a notification). Not compared: when things
-happened (a replay runs at another time) and what OrderPlaced does not carry (the
-storefront client, the customer's details and address, notes, metadata).
+acknowledgements it still waits for, lines, returns, and the timeline as far as the log
+records it (`replay_timeline`: each source's events in order, every decision the saga sent
+something on whole — not the order in which the live saga happened to read two services'
+events that raced to it). Not compared: when things happened (a replay runs at another
+time) and what OrderPlaced does not carry (the storefront client, the customer's details
+and address, notes, metadata).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from orders.adapters.tables import Order
-from orders.replay_timeline import TimelineStep, Told, path_differences, told_differences
+from orders.replay_timeline import TimelineStep, timeline_differences
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,7 @@ class OrderView:
     Wall-clock bookkeeping (updated_at, status_since, completed_at, the times of the saga's
     own timeline entries, deadline_at, retry_at) records when the saga ran, which a replay
     cannot be; nor is the storefront client, which OrderPlaced does not carry.
-
-    `timeline` holds the entries that are the saga's path, as written; `told` the
-    informational ones (event id, type, source), sorted: where those fell was a race."""
+    """
 
     status: str
     cancel_reason: str | None
@@ -49,7 +47,6 @@ class OrderView:
     lines: tuple[tuple[int, str, str, int, int], ...]
     returns: tuple[tuple[Any, ...], ...]
     timeline: tuple[TimelineStep, ...]
-    told: tuple[Told, ...]
 
     @classmethod
     def of(cls, order: Order) -> OrderView:
@@ -84,10 +81,7 @@ class OrderView:
                 )
                 for r in sorted(order.returns, key=lambda r: r.return_id)
             ),
-            timeline=tuple(step for step in steps if not step.informational),
-            told=tuple(
-                sorted((s.event_id, s.event_type, s.source) for s in steps if s.informational)
-            ),
+            timeline=tuple(steps),
         )
 
 
@@ -122,14 +116,13 @@ def differences(live: Mapping[str, OrderView], replayed: Mapping[str, OrderView]
             continue
         before, after = live[order_id], replayed[order_id]
         for field in fields(OrderView):
-            if field.name in ("timeline", "told"):
+            if field.name == "timeline":
                 continue
             a, b = getattr(before, field.name), getattr(after, field.name)
             if a != b:
                 found.append(f"order {order_id}: {field.name} is {a!r} live, {b!r} replayed")
         found += [
             f"order {order_id}: {line}"
-            for line in path_differences(before.timeline, after.timeline)
-            + told_differences(before.told, after.told)
+            for line in timeline_differences(before.timeline, after.timeline)
         ]
     return found

@@ -14,10 +14,11 @@ inputs name the timeline entry they came after (`after_event_id`). From that:
   other inputs make it so. A customer's or timer's input goes right after the entry it
   names; a recorded message of the saga right after the input that caused it.
 
-Inputs that change nothing the log records (a NotificationSent, a late forward step during
-a compensation) keep their timestamp order: if two of them reached the saga in the other
-order, the rebuilt timeline differs there — a race the log does not record, which
-`replay_timeline` does not count as a difference.
+Inputs that change nothing the log records (a NotificationSent, a forward step that sends
+nothing, a late one during a compensation) keep their timestamp order: if two of them
+reached the saga in the other order — even an effect before its cause — the rebuilt
+timeline differs there, a race the log does not record and `replay_timeline` does not
+count as a difference.
 """
 
 from __future__ import annotations

@@ -1,31 +1,33 @@
-"""An order's timeline in the order the log can vouch for: what a replay must reproduce.
+"""An order's timeline as far as the log can vouch for it: what a replay must reproduce.
 
-The saga writes one entry per input it takes and one per message it sends in answer, right
-after that input's entry. A replay reproduces every entry; their order only as far as the
-log records it. The log records:
+The saga writes an entry for each input it takes and, right after it, one for each message
+it sends in answer: a *round*. The log records, for one order:
 
-- each service's events to one order in the order that service sent them (one partition);
-- where the saga took a customer's request or its own timer (`after_event_id`), and which
-  input each of its answers was caused by (`replay_log.in_saga_order` uses both);
-- every status change, through the answers it sent or the state it led to.
+- each source's inputs in the order it sent them (one service writes one partition per
+  order; the customer's and the saga's own inputs are recorded on orders.events);
+- which input each of the saga's messages answered (`replay_log.in_saga_order` holds the
+  replay to it, and to where each customer's or timer's input was taken).
 
-It does not record which of two services' events the live saga read first when they
-reached the orders consumer within moments of each other, on different topics, and neither
-moved the saga (a late PaymentCaptured during a compensation against an acknowledgement
-that is not the last): so between two fixed points — an entry that changed the status, a
-customer's or timer's input — rounds (an input and the answers it sent) are compared
-source by source, each source's in its order, not interleaved. Nor when it read a
-NotificationSent, which never moves the saga: those are compared as a multiset.
+It does not record in which order the live saga read two services' events that raced to
+the orders consumer on different topics — not even cause before effect: a PaymentCaptured
+can be read before the StockReserved that led payments to capture (the saga accepts it and
+skips RESERVED), a NotificationSent before or after any of them. What the saga wrote for
+such an event (the status after it, "already PAID") depends on that order.
+
+So two timelines are the same when, source by source, they hold the same rounds in the same
+order; a round that decided something the log records — it sent answers, or it is the
+customer's or the saga's own input — is compared whole (status after, note, answers), any
+other only by which event it was. Every answer is still compared in its round, every
+decision in the state it was taken in.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from orders import contracts
-from orders.domain.saga import INFORMATIONAL
 
 SAGA = "orders"  # the source of the entries the saga writes for what it sends and decides
 CUSTOMER = "customer"
@@ -40,11 +42,7 @@ class TimelineStep:
     source: str
     status_after: str
     note: str | None
-    position: int = field(default=0, compare=False)  # 1-based, in the order's whole timeline
-
-    @property
-    def informational(self) -> bool:
-        return self.event_type in INFORMATIONAL
+    position: int = field(default=0, compare=False)  # 1-based, in the order's timeline
 
     @property
     def answer(self) -> bool:
@@ -57,68 +55,74 @@ class TimelineStep:
         )
 
 
-def as_the_log_orders_it(path: Sequence[TimelineStep]) -> list[TimelineStep]:
-    """`path` (no informational entries) with the rounds between two fixed points grouped by
-    source, each source's kept in order: two timelines the log cannot tell apart come out
-    equal, and any other difference stays."""
-    ordered: list[TimelineStep] = []
-    racing: list[list[TimelineStep]] = []
-    status = None
-    for round_ in _rounds(path):
-        head = round_[0]
-        if head.status_after != status or head.source in (SAGA, CUSTOMER):
-            ordered += _by_source(racing)
-            racing = []
-            ordered += round_
-        else:
-            racing.append(round_)
-        status = head.status_after
-    return ordered + _by_source(racing)
+@dataclass(frozen=True)
+class Round:
+    """An input's entry and the entries of the answers it sent."""
+
+    steps: tuple[TimelineStep, ...]
+
+    @property
+    def decided(self) -> bool:
+        """Whether the log records what the saga made of it."""
+        return len(self.steps) > 1 or self.steps[0].source in (SAGA, CUSTOMER)
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        if self.decided:
+            return self.steps
+        head = self.steps[0]
+        return (head.event_id, head.event_type, head.source)
+
+    def __str__(self) -> str:
+        if self.decided:
+            return " + ".join(map(str, self.steps))
+        head = self.steps[0]
+        return f"{head.event_type} from {head.source} [{head.event_id}]"
 
 
-def _rounds(path: Iterable[TimelineStep]) -> Iterator[list[TimelineStep]]:
-    """Each input's entry with the entries of the answers it sent."""
-    round_: list[TimelineStep] = []
-    for step in path:
-        if round_ and not step.answer:
-            yield round_
-            round_ = []
-        round_.append(step)
-    if round_:
-        yield round_
+def rounds_by_source(timeline: Iterable[TimelineStep]) -> dict[str, list[Round]]:
+    by_source: defaultdict[str, list[Round]] = defaultdict(list)
+    for round_ in _rounds(timeline):
+        by_source[round_.steps[0].source].append(round_)
+    return dict(by_source)
 
 
-def _by_source(rounds: list[list[TimelineStep]]) -> list[TimelineStep]:
-    ordered = sorted(rounds, key=lambda round_: round_[0].source)  # stable: order per source
-    return [step for round_ in ordered for step in round_]
+def _rounds(timeline: Iterable[TimelineStep]) -> Iterator[Round]:
+    steps: list[TimelineStep] = []
+    for step in timeline:
+        if steps and not step.answer:
+            yield Round(tuple(steps))
+            steps = []
+        steps.append(step)
+    if steps:
+        yield Round(tuple(steps))
 
 
-def path_differences(live: Sequence[TimelineStep], replayed: Sequence[TimelineStep]) -> list[str]:
-    """The first place where the two paths differ as far as the log can tell, if any."""
-    a, b = as_the_log_orders_it(live), as_the_log_orders_it(replayed)
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            return [f"timeline entry {x.position} is {x} live, entry {y.position} {y} replayed"]
-    if len(a) != len(b):
-        which, longer = ("live", a) if len(a) > len(b) else ("replayed", b)
-        extra = longer[min(len(a), len(b))]
-        return [
-            f"timeline has {len(a)} entries live, {len(b)} replayed (not counting notifications);"
-            f" the first extra one ({which}): entry {extra.position} {extra}"
-        ]
-    return []
-
-
-Told = tuple[str, str, str]  # an informational entry: event id, type, source
-
-
-def told_differences(live: Sequence[Told], replayed: Sequence[Told]) -> list[str]:
-    """Informational entries one timeline holds (as often) and the other does not."""
+def timeline_differences(
+    live: Sequence[TimelineStep], replayed: Sequence[TimelineStep]
+) -> list[str]:
+    """For each source, the first round where the two timelines differ, if any."""
+    a, b = rounds_by_source(live), rounds_by_source(replayed)
     found = []
-    for which, one, other in (("live", live, replayed), ("replayed", replayed, live)):
-        if only := Counter(one) - Counter(other):
-            entries = ", ".join(
-                f"{kind} from {source} [{event_id}]" for event_id, kind, source in only
-            )
-            found.append(f"timeline entries only {which}: {entries}")
+    for source in sorted(set(a) | set(b)):
+        x, y = a.get(source, []), b.get(source, [])
+        if difference := _first_difference(source, x, y):
+            found.append(difference)
     return found
+
+
+def _first_difference(source: str, live: list[Round], replayed: list[Round]) -> str | None:
+    for x, y in zip(live, replayed, strict=False):
+        if x.key != y.key:
+            return (
+                f"timeline entry {x.steps[0].position} is {x} live,"
+                f" entry {y.steps[0].position} {y} replayed"
+            )
+    if len(live) == len(replayed):
+        return None
+    which, longer = ("live", live) if len(live) > len(replayed) else ("replayed", replayed)
+    extra = longer[min(len(live), len(replayed))]
+    return (
+        f"timeline has {len(live)} inputs from {source} live, {len(replayed)} replayed;"
+        f" the first extra one ({which}): entry {extra.steps[0].position} {extra}"
+    )

@@ -540,6 +540,24 @@ def test_answers_that_left_the_status_as_it_was_may_have_been_read_in_either_ord
     )
 
 
+def test_a_resend_the_saga_sent_before_reading_an_earlier_stamped_ack_is_no_difference(
+    live: LiveOrders, fresh_url: str
+) -> None:
+    order_id, released = cancelled_and_released(live)
+    live.timers()  # re-sends ReleaseStock and RefundPayment: the release is not read yet
+    live.consume(released)
+    live.refunded(order_id, refund_id_for_cancellation(order_id), MUG_PRICE + 499)
+    assert live.status(order_id) == "CANCELLED"
+
+    orders_replay, _ = rebuild(live, fresh_url)
+
+    assert differences(views(live.settings.database_url), views(fresh_url)) == [], (
+        timeline_of(live.settings.database_url, order_id),
+        timeline_of(fresh_url, order_id),
+    )
+    assert orders_replay.notes.not_reproduced == 0
+
+
 def test_answers_the_saga_read_in_another_order_than_stamped_are_replayed_as_it_read_them(
     live: LiveOrders, fresh_url: str
 ) -> None:

@@ -11,8 +11,10 @@ inputs name the timeline entry they came after (`after_event_id`). From that:
   the broker second (say, StockReleased and PaymentRefunded, answering one compensation).
   An input whose live decision sent messages must send the same ones when replayed, and
   one that sent none must send none: one that would not is held back until the order's
-  other inputs make it so. A customer's or timer's input goes right after the entry it
-  names; a recorded message of the saga right after the input that caused it.
+  other inputs make it so. An acknowledgement is held back, too, until the timer's
+  re-sends of its command are placed: the saga re-sends only what it still awaits. A
+  customer's or timer's input goes right after the entry it names; a recorded message of
+  the saga right after the input that caused it.
 
 Inputs that change nothing the log records (a NotificationSent, a forward step that sends
 nothing, a late one during a compensation) keep their timestamp order: if two of them
@@ -34,6 +36,7 @@ from kit.replay import in_production_order
 from orders import contracts
 from orders.bootstrap import SAGA_EVENTS
 from orders.domain.saga import (
+    COMMAND_FOR,
     CUSTOMER_CANCEL,
     CUSTOMER_RETURN,
     DEADLINE_PASSED,
@@ -163,6 +166,12 @@ def in_saga_order(
     return arranged
 
 
+def _reference_of_command(envelope: Envelope) -> str:
+    """What its acknowledgement will carry as `Input.reference` (see `input_of`)."""
+    field = "refund_id" if envelope.event_type == "RefundPayment" else "return_id"
+    return str(envelope.payload.get(field) or "")
+
+
 def _indexed(
     merged: Sequence[StoredRecord], schemas: SchemaStore
 ) -> Iterable[tuple[int, Recorded]]:
@@ -186,6 +195,7 @@ class _OrderSequence:
                 creators[entry] = item
         self._followers: defaultdict[str, list[Recorded]] = defaultdict(list)
         self._main: list[Recorded] = []
+        self._unplaced: list[Recorded] = []
         for item in items:
             creator = self._creator(item, creators)
             if creator is not None and creator is not item:
@@ -195,6 +205,7 @@ class _OrderSequence:
 
     def arranged(self) -> list[Recorded]:
         held: list[Recorded] = []
+        self._unplaced = list(self._main)
         for item in self._main:
             if not self._fits(item):
                 held.append(item)
@@ -208,6 +219,8 @@ class _OrderSequence:
         return self._placed
 
     def _place(self, item: Recorded) -> None:
+        if item in self._unplaced:
+            self._unplaced.remove(item)
         self._placed.append(item)
         self._state = self._next_state(item)
         for follower in self._followers.pop(item.event_id, []):
@@ -255,7 +268,19 @@ class _OrderSequence:
         recorded = {
             output.envelope.event_type for output in self._log.outputs_of.get(item.event_id, ())
         }
-        return sent == recorded
+        return sent == recorded and not self._resent_before_read(given)
+
+    def _resent_before_read(self, given: Input) -> bool:
+        """Whether the live saga re-sent the command this acknowledges after this point: it
+        re-sends only what it still awaits, so it read the acknowledgement after that (even
+        if the acknowledgement was stamped first)."""
+        command = COMMAND_FOR.get(given.event_type)
+        return command is not None and any(
+            other.envelope.event_type == command
+            and not other.envelope.causation_id
+            and _reference_of_command(other.envelope) == given.reference
+            for other in self._unplaced
+        )
 
     def _next_state(self, item: Recorded) -> SagaState | None:
         """The saga state after `item`, as `saga_state(order)` reads it after

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from orders import contracts
+from orders.handlers.saga import RESENT
 
 SAGA = "orders"  # the source of the entries the saga writes for what it sends and decides
 CUSTOMER = "customer"
@@ -46,7 +47,13 @@ class TimelineStep:
 
     @property
     def answer(self) -> bool:
-        return self.source == SAGA and self.event_type in _ANSWERS
+        """Whether the saga sent it in answer to the input before it (a re-send answers the
+        timer: it is a round of its own)."""
+        return (
+            self.source == SAGA
+            and self.event_type in _ANSWERS
+            and not (self.note or "").startswith(RESENT)
+        )
 
     def __str__(self) -> str:
         note = f" ({self.note})" if self.note else ""

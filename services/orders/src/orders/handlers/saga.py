@@ -40,6 +40,10 @@ from orders.settings import OrdersSettings
 log = logging.getLogger(__name__)
 
 
+# The note of a command the timer sends again: its entry follows no input of its own.
+RESENT = "re-sent, attempt"
+
+
 @dataclass(frozen=True)
 class Arrival:
     """What the timeline records about an input."""
@@ -148,9 +152,7 @@ class Saga:
         order.retry_attempts += 1
         for ack in order.awaiting:
             command = COMMAND_FOR[ack]
-            self._emit(
-                uow, order, None, command, now, note=f"re-sent, attempt {order.retry_attempts}"
-            )
+            self._emit(uow, order, None, command, now, note=f"{RESENT} {order.retry_attempts}")
             uow.after_commit(metrics.saga_commands_resent.labels(command).inc)
         order.retry_at = now + backoff(
             order.retry_attempts,

@@ -189,13 +189,18 @@ class _OrderSequence:
         self._placed: list[Recorded] = []
         # Which item writes each timeline entry: an item its own, unless another one (the
         # input that caused a recorded message) writes it.
-        creators = {item.event_id: item for item in items}
+        # A record the relay published twice is one entry, written by its first copy.
+        creators: dict[str, Recorded] = {}
+        for item in items:
+            creators.setdefault(item.event_id, item)
         for item in items:
             for entry in self._creates(item)[1:]:
-                creators[entry] = item
+                if creators.get(entry, item).event_id == entry:  # not claimed yet
+                    creators[entry] = item
         self._followers: defaultdict[str, list[Recorded]] = defaultdict(list)
         self._main: list[Recorded] = []
-        self._unplaced: list[Recorded] = []
+        self._held: list[Recorded] = []
+        self._placed_ids: set[str] = set()
         for item in items:
             creator = self._creator(item, creators)
             if creator is not None and creator is not item:
@@ -204,8 +209,7 @@ class _OrderSequence:
                 self._main.append(item)
 
     def arranged(self) -> list[Recorded]:
-        held: list[Recorded] = []
-        self._unplaced = list(self._main)
+        held = self._held
         for item in self._main:
             if not self._fits(item):
                 held.append(item)
@@ -214,13 +218,12 @@ class _OrderSequence:
             while fitting := next((h for h in held if self._fits(h)), None):
                 held.remove(fitting)
                 self._place(fitting)
-        for item in held:  # never fitted (say, part of the order is outside the range)
-            self._place(item)
+        while held:  # never fitted (say, part of the order is outside the range)
+            self._place(held.pop(0))
         return self._placed
 
     def _place(self, item: Recorded) -> None:
-        if item in self._unplaced:
-            self._unplaced.remove(item)
+        self._placed_ids.add(item.event_id)
         self._placed.append(item)
         self._state = self._next_state(item)
         for follower in self._followers.pop(item.event_id, []):
@@ -259,7 +262,14 @@ class _OrderSequence:
         return None
 
     def _fits(self, item: Recorded) -> bool:
-        """Handled now, would the input send what the live saga sent when it took it?"""
+        """Handled now, would the input send what the live saga sent when it took it? And
+        is nothing held back that the live consumer read before it (one partition)?"""
+        where = (item.record.topic, item.record.partition)
+        if any(
+            (h.record.topic, h.record.partition) == where and h.record.offset < item.record.offset
+            for h in self._held
+        ):
+            return False
         given = self._input(item)
         if self._state is None or given is None or given.event_type not in SAGA_EVENTS:
             return True
@@ -278,8 +288,9 @@ class _OrderSequence:
         return command is not None and any(
             other.envelope.event_type == command
             and not other.envelope.causation_id
+            and other.event_id not in self._placed_ids
             and _reference_of_command(other.envelope) == given.reference
-            for other in self._unplaced
+            for other in self._main
         )
 
     def _next_state(self, item: Recorded) -> SagaState | None:

@@ -16,9 +16,10 @@ such an event (the status after it, "already PAID") depends on that order.
 
 So two timelines are the same when, source by source, they hold the same rounds in the same
 order; a round that decided something the log records — it sent answers, or it is the
-customer's or the saga's own input — is compared whole (status after, note, answers), any
-other only by which event it was. Every answer is still compared in its round, every
-decision in the state it was taken in.
+customer's or the saga's own input (a timer's re-send is a round of its own) — is compared
+whole (status after, note, answers; a cancel or a deadline also by the entry it came
+after), any other only by which event it was. Every answer is still compared in its round,
+every such decision in the state it was taken in.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from orders import contracts
+from orders.domain.saga import CUSTOMER_CANCEL, DEADLINE_PASSED
 from orders.handlers.saga import RESENT
 
 SAGA = "orders"  # the source of the entries the saga writes for what it sends and decides
@@ -67,6 +69,12 @@ class Round:
     """An input's entry and the entries of the answers it sent."""
 
     steps: tuple[TimelineStep, ...]
+    after: str = ""  # the event id of the entry before it
+
+    @property
+    def placed_by_the_log(self) -> bool:
+        """A customer's cancel or a deadline: recorded with the entry it came after."""
+        return self.steps[0].event_type in (CUSTOMER_CANCEL, DEADLINE_PASSED)
 
     @property
     def decided(self) -> bool:
@@ -75,16 +83,19 @@ class Round:
 
     @property
     def key(self) -> tuple[object, ...]:
+        if self.placed_by_the_log:
+            return (self.after, *self.steps)
         if self.decided:
             return self.steps
         head = self.steps[0]
         return (head.event_id, head.event_type, head.source)
 
     def __str__(self) -> str:
-        if self.decided:
-            return " + ".join(map(str, self.steps))
-        head = self.steps[0]
-        return f"{head.event_type} from {head.source} [{head.event_id}]"
+        if not self.decided:
+            head = self.steps[0]
+            return f"{head.event_type} from {head.source} [{head.event_id}]"
+        steps = " + ".join(map(str, self.steps))
+        return f"{steps}, after [{self.after}]" if self.placed_by_the_log else steps
 
 
 def rounds_by_source(timeline: Iterable[TimelineStep]) -> dict[str, list[Round]]:
@@ -96,13 +107,14 @@ def rounds_by_source(timeline: Iterable[TimelineStep]) -> dict[str, list[Round]]
 
 def _rounds(timeline: Iterable[TimelineStep]) -> Iterator[Round]:
     steps: list[TimelineStep] = []
+    after = ""
     for step in timeline:
         if steps and not step.answer:
-            yield Round(tuple(steps))
-            steps = []
+            yield Round(tuple(steps), after)
+            after, steps = steps[-1].event_id, []
         steps.append(step)
     if steps:
-        yield Round(tuple(steps))
+        yield Round(tuple(steps), after)
 
 
 def timeline_differences(

@@ -548,12 +548,8 @@ def test_a_resend_the_saga_sent_before_reading_an_earlier_stamped_ack_is_no_diff
     live.timers()  # re-sends ReleaseStock and RefundPayment: the release is not read yet
     live.consume(released)
     live.refunded(order_id, refund_id_for_cancellation(order_id), MUG_PRICE + 499)
-    assert live.status(order_id) == "CANCELLED"
 
-    orders_replay, _ = rebuild(live, fresh_url)
-
-    assert differences(views(live.settings.database_url), views(fresh_url)) == []
-    assert (orders_replay.notes.resends, orders_replay.notes.not_reproduced) == (1, 0)
+    rebuilt_alike_with_its_resend(live, fresh_url, order_id, "CANCELLED")
 
 
 def test_events_held_back_behind_an_acknowledgement_keep_their_partitions_order(
@@ -576,10 +572,15 @@ def test_events_held_back_behind_an_acknowledgement_keep_their_partitions_order(
     live.happen("StockRestocked", order_id, "inventory", return_id=return_id,
                 lines=[{"sku": "MUG", "quantity": 1}])  # fmt: skip
     live.refunded(order_id, refund_id_for_return(return_id), MUG_PRICE + 499)
-    assert live.status(order_id) == "RETURNED"
 
+    rebuilt_alike_with_its_resend(live, fresh_url, order_id, "RETURNED")
+
+
+def rebuilt_alike_with_its_resend(
+    live: LiveOrders, fresh_url: str, order_id: str, status: str
+) -> None:
+    assert live.status(order_id) == status
     orders_replay, _ = rebuild(live, fresh_url)
-
     assert differences(views(live.settings.database_url), views(fresh_url)) == []
     assert (orders_replay.notes.resends, orders_replay.notes.not_reproduced) == (1, 0)
 

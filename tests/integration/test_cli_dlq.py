@@ -4,21 +4,16 @@ shows, what a redrive and a purge make the services do, and what purge --all lea
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from typing import Any
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
-from kit.settings import REPO_ROOT
 from kit.testing.orders import order_body
 from kit.testing.pipeline import Pipeline, wait_until
+from tests.integration.cli import dlq, gauge, listed
 from tests.integration.helpers import (
     CONSUMED_TOPICS,
     PipelineClient,
@@ -28,27 +23,6 @@ from tests.integration.helpers import (
 from tests.integration.ledger import assert_ledger
 
 pytestmark = pytest.mark.parametrize("pipeline", ["sqlite"], indirect=True)
-
-
-def dlq(pipeline: Pipeline, *args: str, answer: str = "") -> subprocess.CompletedProcess[str]:
-    """`pipeline dlq ...` as an engineer runs it; `answer` is typed at its question."""
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline_cli.main", "dlq", *args],
-        input=answer,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO_ROOT,
-        check=False,
-        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": pipeline.bootstrap},
-    )
-
-
-def listed(pipeline: Pipeline, topic: str, key: str, *flags: str) -> list[dict[str, Any]]:
-    """The dead letters of `key` that `dlq list --json` shows for `topic`."""
-    result = dlq(pipeline, "list", "--topic", topic, "--json", *flags)
-    assert result.returncode in (0, 1), result.stderr  # 1: none at all
-    return [d for d in json.loads(result.stdout) if d["key"] == key]
 
 
 def readers_of(topic: str) -> set[str]:
@@ -72,12 +46,7 @@ async def produce_garbage(pipeline: Pipeline, topic: str, key: str, event_id: st
 
 def dlq_depth_gauge(pipeline: Pipeline, topic: str) -> float | None:
     """What orders (which watches every `*.dlq` topic) says `topic` holds."""
-    text = httpx.get(f"{pipeline.url('orders')}/metrics", timeout=5).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "pipeline_dlq_messages" and sample.labels.get("topic") == topic:
-                return float(sample.value)
-    return None
+    return gauge(pipeline, "orders", "pipeline_dlq_messages", topic=topic)
 
 
 async def test_list_and_show_tell_each_groups_dead_letter_and_redrive_sends_one_back(

@@ -15,7 +15,6 @@ import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,28 +22,20 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from kit.avro_codec import SchemaStore
 from kit.envelope import Envelope
 from kit.settings import REPO_ROOT
 from kit.testing.orders import order_body
 from kit.testing.pipeline import Pipeline
-from pipeline_cli.main import app
+from tests.integration.cli import pipeline_cli
 from tests.integration.helpers import PipelineClient
 
 pytestmark = pytest.mark.parametrize("pipeline", ["sqlite"], indirect=True)
 
 SCHEMAS = SchemaStore.load(REPO_ROOT / "schemas")
 PARTITIONS = 6  # as orders.events: a record loaded by key lands in the same partition
-
-
-def pipeline_cli(pipeline: Pipeline, *args: str) -> Result:
-    with ThreadPoolExecutor(max_workers=1) as thread:
-        run = thread.submit(CliRunner().invoke, app, list(args), env=pipeline.service_env("orders"))
-        result = run.result()
-    assert result.exit_code == 0, f"pipeline {' '.join(args)}: {result.output}"
-    return result
 
 
 def json_lines(result: Result) -> list[dict[str, Any]]:

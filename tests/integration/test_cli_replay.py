@@ -14,20 +14,18 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
-from typer.testing import CliRunner, Result
 
 from kit.database import create_database_engine
 from kit.testing.orders import order_body
 from kit.testing.pipeline import Pipeline
 from orders.replay_compare import differences, read_orders
-from pipeline_cli.main import app
+from tests.integration.cli import run_cli
 from tests.integration.helpers import PipelineClient, consumer_positions
 from tests.integration.ledger import assert_ledger, wait_quiet
 
@@ -39,14 +37,8 @@ NOTIFICATION_LOG = (
 )
 
 
-def pipeline_cli(pipeline: Pipeline, *args: str) -> Result:
-    with ThreadPoolExecutor(max_workers=1) as thread:
-        run = thread.submit(CliRunner().invoke, app, list(args), env=pipeline.service_env("orders"))
-        return run.result()
-
-
 def replay_json(pipeline: Pipeline, *args: str) -> dict[str, Any]:
-    result = pipeline_cli(pipeline, "replay", *args, "--json")
+    result = run_cli(pipeline, "replay", *args, "--json")
     assert result.exit_code == 0, f"pipeline replay {' '.join(args)}: {result.output}"
     report: dict[str, Any] = json.loads(result.stdout)
     return report
@@ -179,7 +171,7 @@ def test_replaying_a_service_with_side_effects_is_refused_with_the_reason(
         ("fulfillment", "never ship"),
         ("inventory", "catalog seed"),
     ):
-        result = pipeline_cli(pipeline, "replay", service, "--into", f"sqlite:///{tmp_path}/x.db")
+        result = run_cli(pipeline, "replay", service, "--into", f"sqlite:///{tmp_path}/x.db")
         assert result.exit_code == 2, result.output
         assert reason in result.output
     assert not (tmp_path / "x.db").exists()
@@ -193,7 +185,7 @@ def test_a_dry_run_prints_what_would_change_and_keeps_nothing(
     client.wait_settled([order_id])
     url = f"sqlite:///{tmp_path / 'dry.db'}"
 
-    result = pipeline_cli(
+    result = run_cli(
         client.pipeline, "replay", "orders", "--into", url, "--from", since, "--dry-run"
     )
 

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from typer.testing import CliRunner, Result
 
 from kit.testing.orders import order_body
 from kit.testing.pipeline import SERVICES, Pipeline, wait_until
-from pipeline_cli.main import app
+from tests.integration.cli import pipeline_cli
 from tests.integration.helpers import PipelineClient
 
 pytestmark = pytest.mark.parametrize("pipeline", ["sqlite"], indirect=True)
@@ -31,15 +29,6 @@ CHAIN = (
     "ShipmentDelivered",
     "OrderCompleted",
 )
-
-
-def pipeline_cli(pipeline: Pipeline, *args: str) -> Result:
-    """In-process, in a thread of its own: each command runs its own event loop."""
-    with ThreadPoolExecutor(max_workers=1) as thread:
-        run = thread.submit(CliRunner().invoke, app, list(args), env=pipeline.service_env("orders"))
-        result = run.result()
-    assert result.exit_code == 0, f"pipeline {' '.join(args)}: {result.output}"
-    return result
 
 
 def traced(pipeline: Pipeline, order_id: str, *options: str) -> list[dict[str, Any]]:
